@@ -1,0 +1,3 @@
+from pathda.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""Command-line entry point: parse arguments, call a library function, report user errors.
+
+Every public module in this package is one command (or command group) that
+registers itself on ``app`` when imported; the CLI holds no pipeline logic.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+
+from pathda.cli._app import app
+from pathda.errors import PathdaError
+
+
+def _register_commands() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors print one line to stderr and exit with code 2."""
+    try:
+        rc = app(args=argv, standalone_mode=False, prog_name="pathda")
+    except PathdaError as err:
+        print(f"pathda: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as err:  # usage errors: click prints them, exit code 2
+        err.show()
+        sys.exit(err.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("pathda: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)

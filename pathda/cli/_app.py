@@ -1,0 +1,32 @@
+"""The typer application that every command module registers on."""
+
+from __future__ import annotations
+
+import typer
+
+from pathda import __version__
+
+app = typer.Typer(
+    name="pathda",
+    help="Breast-cancer WSI segmentation with layer-wise domain adaptation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bars or info output.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pathda {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Breast-cancer WSI segmentation with layer-wise domain adaptation."""
