@@ -1,0 +1,49 @@
+"""Training augmentation (albumentations) and input normalisation.
+
+Geometry: flips and 90° rotations (histology has no canonical orientation).
+Colour: mild H&E stain jitter in the optical-density space (HEStain with the
+Ruifrok preset and small intensity changes) plus slight brightness/contrast,
+kept mild on purpose so that the domain shift that adaptation must handle is
+not simply washed out by augmentation.
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def training_augmentation() -> A.Compose:
+    """Albumentations pipeline on (H, W, 3) uint8 patches; the output stays uint8."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=1.0),
+            A.HEStain(
+                method="preset",
+                preset="ruifrok",
+                intensity_scale_range=(0.9, 1.1),
+                intensity_shift_range=(-0.05, 0.05),
+                p=0.5,
+            ),
+            A.ColorJitter(brightness=0.05, contrast=0.05, saturation=0.05, hue=0.0, p=0.3),
+        ]
+    )
+
+
+def to_model_input(
+    batch_uint8_nhwc: torch.Tensor,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """(N, H, W, 3) uint8 on any device -> normalised float (N, 3, H, W)."""
+    x = batch_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    x = (x - m) / s
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()

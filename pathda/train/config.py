@@ -1,0 +1,77 @@
+"""Training configuration (defaults follow the paper, section 3.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pathda.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved in every checkpoint.
+
+    Paper defaults: SGD lr 1e-3, momentum 0.9, weight decay 1e-4 for the network and
+    every domain head / critic, 100 epochs, constant GRL coefficient 1 without
+    annealing, model selection on the best validation accuracy within the last 30 %
+    of epochs.
+    """
+
+    # data
+    store: Path = Path("tiles.zarr")
+    source_domains: tuple[str, ...] = ()  # empty: every domain holding labelled training tiles
+    target_domains: tuple[str, ...] = ()  # empty: every other domain in the store
+    train_split: str = "train"
+    val_split: str = "val"
+    val_fraction: float = 0.2  # of labelled source slides, when the store has no val split
+    # model
+    arch: str = "seresnet50"
+    weights: Path | None = None  # local timm/torch weights file; nothing is downloaded
+    # adaptation
+    method: Literal["none", "dann", "ldann", "lwass"] = "none"
+    taps: tuple[str, ...] = ()  # dotted module names; empty: the method's default tap points
+    granularity: Literal["block", "stage"] = "block"
+    layer_weight: float = 1.0
+    grl_schedule: Literal["constant", "ganin"] = "constant"
+    grl_coefficient: float = 1.0
+    n_critic: int = 5
+    gp_lambda: float = 10.0
+    # optimisation
+    epochs: int = 100
+    steps_per_epoch: int = 0  # 0: one pass over the labelled source tiles
+    batch_size: int = 32  # per domain: each step sees batch_size source + batch_size target tiles
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    select_last_fraction: float = 0.3
+    # input pipeline
+    augment: bool = True
+    stain_on_the_fly: bool = False  # apply the store's fitted stain normaliser to every batch
+    num_workers: int = 2
+    # runtime
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    channels_last: bool = True
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "n_critic": self.n_critic >= 1,
+            "select_last_fraction": 0 < self.select_last_fraction <= 1,
+            "val_fraction": 0 <= self.val_fraction < 1,
+            "steps_per_epoch": self.steps_per_epoch >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"invalid training option(s): {', '.join(bad)}")
+
+    def selection_epochs(self) -> range:
+        """Epochs (0-based) eligible for model selection: the last ``select_last_fraction``."""
+        first = self.epochs - max(1, round(self.epochs * self.select_last_fraction))
+        return range(first, self.epochs)

@@ -1,0 +1,217 @@
+"""Which tiles train, validate and adapt, and how they reach the model.
+
+Splits are always by slide, never by tile:
+- source train: labelled tiles of the source domains on ``train`` slides;
+- validation: labelled tiles of the source domains on ``val`` slides (or, when the
+  store has none, a seeded ``val_fraction`` of the labelled source slides);
+- target: every tile of the target domains (labels hidden) except ``test`` slides;
+- target evaluation: labelled target tiles on ``test`` slides, or, when there are
+  none, all labelled target tiles (the transductive protocol of unsupervised domain
+  adaptation). It is reported, never used for model selection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+
+from pathda.errors import ConfigError
+from pathda.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class TileSplits:
+    """Tile indices into the store, per role, plus the names they refer to."""
+
+    source: np.ndarray
+    val: np.ndarray
+    target: np.ndarray
+    target_eval: np.ndarray
+    source_domains: tuple[str, ...]
+    target_domains: tuple[str, ...]
+    class_names: tuple[str, ...]
+    val_slides: tuple[str, ...]
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "source_tiles": int(self.source.size),
+            "val_tiles": int(self.val.size),
+            "target_tiles": int(self.target.size),
+            "target_eval_tiles": int(self.target_eval.size),
+            "source_domains": list(self.source_domains),
+            "target_domains": list(self.target_domains),
+            "val_slides": list(self.val_slides),
+        }
+
+
+def split_tiles(store_path: Path, cfg: TrainConfig) -> TileSplits:
+    """Assign the store's tiles to source / validation / target roles, by slide."""
+    root = _open_store(store_path)
+    attrs = dict(root.attrs)
+    slides = attrs["slides"]
+    domains = tuple(attrs["domains"])
+    labels = np.asarray(root["labels"][:])
+    slide_of = np.asarray(root["slide_index"][:])
+    domain_of = np.asarray(root["domain_index"][:])
+    labelled = labels >= 0
+
+    def domain_ids(names: tuple[str, ...]) -> set[int]:
+        unknown = [n for n in names if n not in domains]
+        if unknown:
+            raise ConfigError(
+                f"{store_path}: unknown domain(s) {unknown}; the store has {list(domains)}"
+            )
+        return {domains.index(n) for n in names}
+
+    split_of = np.array([s.get("split") or "" for s in slides], dtype=object)
+    is_test_slide = split_of == "test"
+    if cfg.source_domains:
+        source_ids = domain_ids(cfg.source_domains)
+    else:
+        source_ids = set(np.unique(domain_of[labelled & ~is_test_slide[slide_of]]).tolist())
+    if not source_ids:
+        raise ConfigError(f"{store_path}: no labelled tiles to train on")
+    if cfg.target_domains:
+        target_ids = domain_ids(cfg.target_domains)
+    else:
+        target_ids = set(range(len(domains))) - source_ids
+    if target_ids & source_ids:
+        raise ConfigError("a domain cannot be both source and target")
+
+    in_source = np.isin(domain_of, list(source_ids))
+    val_slide_ids = _val_slides(split_of, slide_of[labelled & in_source], cfg)
+    is_val_tile = np.isin(slide_of, val_slide_ids)
+    train_slide = (split_of == cfg.train_split) | (split_of == "")
+    source = np.flatnonzero(labelled & in_source & ~is_val_tile & train_slide[slide_of])
+    val = np.flatnonzero(labelled & in_source & is_val_tile)
+    in_target = np.isin(domain_of, list(target_ids))
+    target = np.flatnonzero(in_target & ~is_test_slide[slide_of])
+    target_eval = np.flatnonzero(in_target & labelled & is_test_slide[slide_of])
+    if target_eval.size == 0:
+        target_eval = np.flatnonzero(in_target & labelled)
+    if source.size == 0:
+        raise ConfigError(f"{store_path}: no labelled source tiles left for training")
+    if cfg.method != "none" and target.size == 0:
+        raise ConfigError(
+            f"{store_path}: method '{cfg.method}' needs target-domain tiles; the store's domains "
+            f"are {list(domains)} and all are source. Set target_domains or tile unlabelled slides."
+        )
+    return TileSplits(
+        source=source,
+        val=val,
+        target=target,
+        target_eval=target_eval,
+        source_domains=tuple(domains[i] for i in sorted(source_ids)),
+        target_domains=tuple(domains[i] for i in sorted(target_ids)),
+        class_names=tuple(attrs["class_names"]),
+        val_slides=tuple(str(slides[i]["path"]) for i in val_slide_ids),
+    )
+
+
+def _val_slides(split_of: np.ndarray, labelled_source_slides: np.ndarray, cfg: TrainConfig):
+    candidates = np.unique(labelled_source_slides)
+    explicit = [int(i) for i in candidates if split_of[i] == cfg.val_split]
+    if explicit:
+        return np.array(explicit, dtype=int)
+    n_val = round(cfg.val_fraction * candidates.size)
+    if cfg.val_fraction > 0 and candidates.size >= 2:
+        n_val = min(max(n_val, 1), candidates.size - 1)
+    rng = np.random.default_rng(cfg.seed)
+    return np.sort(rng.permutation(candidates)[:n_val]).astype(int)
+
+
+def _open_store(path: Path) -> zarr.Group:
+    from pathda.errors import PathdaError
+
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        raise PathdaError(f"{path}: tile store not found; create it with `pathda tile`") from None
+    if not root.attrs.get("complete", False):
+        raise PathdaError(f"{path}: tile store is incomplete; rerun the same `pathda tile` command")
+    return root
+
+
+class TileDataset(Dataset):
+    """Patches of a tile store as (uint8 HWC tensor, label, domain index).
+
+    The zarr array is opened lazily in each DataLoader worker.
+    """
+
+    def __init__(self, store_path: Path, indices: np.ndarray, transform=None) -> None:
+        self.store_path = Path(store_path)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+        root = _open_store(self.store_path)
+        self._labels = np.asarray(root["labels"][:])[self.indices]
+        self._domains = np.asarray(root["domain_index"][:])[self.indices]
+        self._patches = None
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, i: int):
+        if self._patches is None:
+            self._patches = zarr.open_group(str(self.store_path), mode="r")["patches"]
+        patch = np.asarray(self._patches[int(self.indices[i])])
+        if self.transform is not None:
+            patch = self.transform(image=patch)["image"]
+        return (
+            torch.from_numpy(np.ascontiguousarray(patch)),
+            int(self._labels[i]),
+            int(self._domains[i]),
+        )
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_patches"] = None  # zarr handles are reopened per worker
+        return state
+
+
+def infinite_batches(loader: DataLoader) -> Iterator:
+    """Cycle a loader forever, re-shuffling at each pass (sets the sampler's epoch under DDP)."""
+    epoch = 0
+    while True:
+        sampler: Sampler | None = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def make_loader(
+    dataset: TileDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    num_workers: int,
+    seed: int,
+    pin_memory: bool = False,
+    distributed: bool = False,
+) -> DataLoader:
+    """A DataLoader with a seeded sampler (a DistributedSampler under DDP)."""
+    generator = torch.Generator().manual_seed(seed)
+    if distributed:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler: Sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=generator)
+    else:
+        sampler = None  # type: ignore[assignment]
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=shuffle and len(dataset) >= batch_size,
+        persistent_workers=num_workers > 0,
+        generator=generator if sampler is None else None,
+    )

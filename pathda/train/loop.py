@@ -1,0 +1,316 @@
+"""One training run: build the model, loop over epochs, evaluate, checkpoint, select."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+
+from pathda.adapt import build_optimizers, create_backbone, create_method
+from pathda.annotations import ClassMap
+from pathda.checkpoint import save_inference_checkpoint
+from pathda.errors import ConfigError
+from pathda.progress import make_progress
+from pathda.provenance import provenance, to_jsonable
+from pathda.train.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input, training_augmentation
+from pathda.train.config import TrainConfig
+from pathda.train.data import TileDataset, TileSplits, infinite_batches, make_loader, split_tiles
+from pathda.train.distributed import (
+    AllReduceOptimizer,
+    DistContext,
+    all_reduce_sum,
+    broadcast_buffers,
+    init_distributed,
+    shutdown_distributed,
+)
+from pathda.train.history import MetricsLog, plot_curves
+from pathda.train.state import load_state, restore_rng, save_state, seed_everything
+
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced (``model.pt`` is the selected, exported model)."""
+
+    out_dir: Path
+    checkpoint: Path
+    selected_epoch: int
+    val_acc: float
+    target_acc: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in to_jsonable(self.__dict__).items() if k != "history"}
+
+
+def resolve_device(name: str, ctx: DistContext) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        return torch.device(
+            "cuda", ctx.local_rank if ctx.enabled else torch.device(name).index or 0
+        )
+    return torch.device(name)
+
+
+def train_one_run(
+    cfg: TrainConfig, out_dir: Path, *, resume: bool = False, quiet: bool = False
+) -> TrainResult:
+    """Train one model as ``cfg`` says, writing everything under ``out_dir``.
+
+    Writes ``last.pt`` (full state, every epoch, atomically), ``metrics.jsonl``,
+    ``curves.png``, ``config.json`` via the caller, and ``model.pt``: the inference
+    checkpoint of the selected epoch (best validation accuracy within the last
+    ``select_last_fraction`` of epochs; the last epoch if there is no validation set).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device_kind = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    ctx = init_distributed(device_kind)
+    try:
+        return _Run(cfg, out_dir, ctx, quiet=quiet or not ctx.is_main).run(resume)
+    finally:
+        shutdown_distributed(ctx)
+
+
+class _Run:
+    def __init__(self, cfg: TrainConfig, out_dir: Path, ctx: DistContext, quiet: bool) -> None:
+        self.cfg, self.out_dir, self.ctx, self.quiet = cfg, out_dir, ctx, quiet
+        self.device = resolve_device(cfg.device, ctx)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True
+        seed_everything(cfg.seed)  # same init on every rank; data order differs by rank
+        self.splits: TileSplits = split_tiles(cfg.store, cfg)
+        self.store_attrs = dict(zarr.open_group(str(cfg.store), mode="r").attrs)
+        self.patch_size = int(self.store_attrs["patch_size"])
+        self.class_names = self.splits.class_names
+        self.stain = self._stain_normaliser()
+        self.method = create_method(cfg.method, **self._method_settings())
+        backbone = create_backbone(cfg.arch, num_classes=len(self.class_names), weights=cfg.weights)
+        backbone.to(self.device)
+        self.model = self.method.build_model(
+            backbone, tuple(cfg.taps) or None, (3, self.patch_size, self.patch_size)
+        )
+        if cfg.channels_last and self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.layer_weights = {tap: cfg.layer_weight for tap in self.model.tap_points}
+        opts = build_optimizers(self.model, self.method, cfg.lr, cfg.momentum, cfg.weight_decay)
+        self.optimizers = {k: AllReduceOptimizer(o, ctx) for k, o in opts.items()}
+        self.mean = tuple(backbone.pretrained_cfg.get("mean", IMAGENET_MEAN))
+        self.std = tuple(backbone.pretrained_cfg.get("std", IMAGENET_STD))
+
+    # -- setup --------------------------------------------------------------------------
+    def _method_settings(self) -> dict[str, Any]:
+        cfg = self.cfg
+        settings: dict[str, Any] = {"granularity": cfg.granularity}
+        if cfg.amp and self.device.type == "cuda":
+            settings["amp_dtype"] = "bfloat16"
+        if cfg.method in ("dann", "ldann"):
+            settings.update(
+                n_domains=1 + len(self.splits.target_domains),
+                grl_schedule=cfg.grl_schedule,
+                grl_constant=cfg.grl_coefficient,
+            )
+        elif cfg.method == "lwass":
+            settings.update(n_critic=cfg.n_critic, gp_weight=cfg.gp_lambda)
+        return settings
+
+    def _stain_normaliser(self):
+        params = self.store_attrs.get("stain")
+        if not self.cfg.stain_on_the_fly:
+            return None
+        if not params:
+            raise ConfigError(
+                f"{self.cfg.store}: stain_on_the_fly needs a store tiled with --stain"
+            )
+        from pathda.stain import normaliser_from_dict
+
+        return normaliser_from_dict(params)
+
+    def _loader(self, indices: np.ndarray, *, train: bool, seed_offset: int = 0):
+        dataset = TileDataset(
+            self.cfg.store, indices, training_augmentation() if train and self.cfg.augment else None
+        )
+        return make_loader(
+            dataset,
+            self.cfg.batch_size if train else 2 * self.cfg.batch_size,
+            shuffle=train,
+            num_workers=self.cfg.num_workers,
+            seed=self.cfg.seed + seed_offset,
+            pin_memory=self.device.type == "cuda",
+            distributed=self.ctx.enabled,
+        )
+
+    def _to_input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        x = batch_uint8.to(self.device, non_blocking=True)
+        if self.stain is not None:
+            x = self.stain.transform(x)
+        channels_last = self.cfg.channels_last and self.device.type == "cuda"
+        return to_model_input(x, self.mean, self.std, channels_last=channels_last)
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self, resume: bool) -> TrainResult:
+        cfg = self.cfg
+        start_epoch, best = 0, {"epoch": -1, "val_acc": -1.0, "target_acc": float("nan")}
+        if resume:
+            state = load_state(self.out_dir, cfg)
+            self.model.load_state_dict(state["model"])
+            for key, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][key])
+            restore_rng(state)
+            start_epoch, best = state["epoch"] + 1, state["best"]
+        log = MetricsLog(
+            self.out_dir, cfg.tensorboard and self.ctx.is_main, keep_epochs=start_epoch
+        )
+        source_iter = infinite_batches(self._loader(self.splits.source, train=True))
+        target_iter = (
+            infinite_batches(self._loader(self.splits.target, train=True, seed_offset=1))
+            if cfg.method != "none"
+            else None
+        )
+        steps = cfg.steps_per_epoch or max(1, math.ceil(self.splits.source.size / cfg.batch_size))
+        with make_progress(self.quiet) as progress:
+            task = progress.add_task(
+                f"train {cfg.method}", total=(cfg.epochs - start_epoch) * steps
+            )
+            for epoch in range(start_epoch, cfg.epochs):
+                t0 = time.perf_counter()
+                train_metrics = self._train_epoch(
+                    epoch, steps, source_iter, target_iter, progress, task
+                )
+                record = {"epoch": epoch, **train_metrics, **self._evaluate()}
+                record["seconds"] = round(time.perf_counter() - t0, 3)
+                if self._is_better(epoch, record, best):
+                    best = {
+                        "epoch": epoch,
+                        "val_acc": record["val_acc"],
+                        "target_acc": record["target_acc"],
+                    }
+                    if self.ctx.is_main:
+                        self._export(self.out_dir / MODEL_FILE, epoch, record)
+                if self.ctx.is_main:
+                    log.append(record)
+                    save_state(
+                        self.out_dir,
+                        epoch=epoch,
+                        model=self.model,
+                        optimizers=self.optimizers,
+                        cfg=cfg,
+                        best=best,
+                    )
+        log.close()
+        history = log.records
+        if self.ctx.is_main and history:
+            plot_curves(history, self.out_dir / "curves.png", title=f"{cfg.arch} {cfg.method}")
+        return TrainResult(
+            out_dir=self.out_dir,
+            checkpoint=self.out_dir / MODEL_FILE,
+            selected_epoch=int(best["epoch"]),
+            val_acc=float(best["val_acc"]),
+            target_acc=float(best["target_acc"]),
+            history=history,
+        )
+
+    def _is_better(self, epoch: int, record: dict[str, Any], best: dict[str, Any]) -> bool:
+        if epoch not in self.cfg.selection_epochs():
+            return False
+        val = record["val_acc"]
+        if math.isnan(val):  # no validation slides: keep the last epoch
+            return True
+        return best["epoch"] < self.cfg.selection_epochs().start or val > best["val_acc"]
+
+    def _train_epoch(
+        self, epoch, steps, source_iter, target_iter, progress, task
+    ) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for step in range(steps):
+            x_src, y_src, _ = next(source_iter)
+            x_tgt = None
+            domain_tgt = None
+            if target_iter is not None:
+                x_tgt_u8, _, d_tgt = next(target_iter)
+                x_tgt = self._to_input(x_tgt_u8)
+                domain_tgt = self._target_domain_labels(d_tgt)
+            metrics = self.method.step(
+                self.model,
+                self.optimizers,
+                self._to_input(x_src),
+                y_src.to(self.device, non_blocking=True),
+                x_tgt,
+                progress=(epoch * steps + step) / (self.cfg.epochs * steps),
+                layer_weights=self.layer_weights,
+                domain_tgt=domain_tgt,
+            )
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0.0) + value
+            progress.advance(task)
+        return {("train_acc" if k == "acc_cls" else k): v / steps for k, v in totals.items()}
+
+    def _target_domain_labels(self, store_domains: torch.Tensor) -> torch.Tensor | None:
+        # Store domain index -> 1..n_target (source is 0) for the N-way domain heads.
+        names = self.store_attrs["domains"]
+        order = {names.index(n): i + 1 for i, n in enumerate(self.splits.target_domains)}
+        return torch.tensor([order[int(d)] for d in store_domains], device=self.device)
+
+    @torch.no_grad()
+    def _accuracy(self, indices: np.ndarray) -> float:
+        if indices.size == 0:
+            return float("nan")
+        self.model.eval()
+        counts = torch.zeros(2, dtype=torch.float64, device=self.device)
+        amp = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda" and self.cfg.amp
+            else contextlib.nullcontext()
+        )
+        for x, y, _ in self._loader(indices, train=False):
+            with amp:
+                pred = self.model(self._to_input(x)).argmax(dim=1)
+            counts[0] += (pred.cpu() == y).sum().item()
+            counts[1] += y.numel()
+        counts = all_reduce_sum(counts, self.ctx)
+        return float(counts[0] / counts[1])
+
+    def _evaluate(self) -> dict[str, float]:
+        broadcast_buffers(self.model, self.ctx)
+        return {
+            "val_acc": self._accuracy(self.splits.val),
+            "target_acc": self._accuracy(self.splits.target_eval),
+        }
+
+    def _export(self, path: Path, epoch: int, record: dict[str, Any]) -> None:
+        class_map = self.store_attrs.get("class_map")
+        if class_map is None:
+            from pathda.annotations import BACH_CLASSES
+
+            class_map = BACH_CLASSES.to_dict()
+        ClassMap.from_dict(class_map)  # validates
+        meta = {
+            "arch": self.cfg.arch,
+            "num_classes": len(self.class_names),
+            "timm_kwargs": {},
+            "class_map": class_map,
+            "mpp": float(self.store_attrs["mpp"]),
+            "patch_size": self.patch_size,
+            "stain": self.store_attrs.get("stain"),
+            "normalise": {"mean": list(self.mean), "std": list(self.std)},
+            "provenance": {
+                **provenance(self.cfg, slides=[], mpp=self.store_attrs["mpp"]),
+                "store": str(Path(self.cfg.store).resolve()),
+                "selected_epoch": epoch,
+                "metrics": record,
+                "splits": self.splits.summary(),
+            },
+        }
+        save_inference_checkpoint(path, self.model.backbone, meta)
