@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import warnings
 
 import click
 
@@ -25,8 +26,14 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Users get "pathda: warning: ..." on one line, not a source location.
+    print(f"pathda: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors print one line to stderr and exit with code 2."""
+    warnings.showwarning = _one_line_warning
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="pathda")
     except PathdaError as err:

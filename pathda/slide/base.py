@@ -112,8 +112,8 @@ class Slide(ABC):
         level_ds = self.level_downsamples[level]
         scale = downsample / level_ds  # >= 1 (up to tolerance): level pixels per output pixel
         out_w, out_h = int(size[0]), int(size[1])
-        read_w = max(1, int(math.ceil(out_w * scale)))
-        read_h = max(1, int(math.ceil(out_h * scale)))
+        read_w = max(1, math.ceil(out_w * scale))
+        read_h = max(1, math.ceil(out_h * scale))
         img = self.read_region(location, level, (read_w, read_h))
         if (read_w, read_h) == (out_w, out_h):
             return img
@@ -135,16 +135,16 @@ class Slide(ABC):
     def thumbnail(self, mpp: float | None = None, max_size: int | None = None) -> np.ndarray:
         """Whole-slide image at ``mpp`` µm/px, or fitting in ``max_size`` pixels.
 
-        Exactly one of ``mpp`` and ``max_size`` must be given.
+        Exactly one of ``mpp`` and ``max_size`` must be given. The result is never
+        enlarged beyond level 0: callers derive the actual scale from its shape.
         """
         if (mpp is None) == (max_size is None):
             raise ValueError("give exactly one of mpp and max_size")
         w0, h0 = self.dimensions
-        if mpp is not None:
-            downsample = mpp / self.require_mpp()
-        else:
-            downsample = max(w0, h0) / float(max_size)  # type: ignore[arg-type]
-        downsample = max(downsample, 1e-9)
+        downsample = (
+            mpp / self.require_mpp() if mpp is not None else max(w0, h0) / float(max_size)  # type: ignore[arg-type]
+        )
+        downsample = max(downsample, 1.0)  # a thumbnail is never larger than level 0
         size = (max(1, round(w0 / downsample)), max(1, round(h0 / downsample)))
         return self.read_at_downsample((0, 0), size, downsample)
 
