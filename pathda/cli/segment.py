@@ -1,0 +1,83 @@
+"""``pathda segment``: label whole-slide images with a trained model."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from pathda.checkpoint import load_inference_checkpoint, resolve_device
+from pathda.cli._app import QuietOption, app
+from pathda.config import build_config, load_yaml
+from pathda.segment import SegmentConfig, segment_slide
+
+
+@app.command()
+def segment(
+    slides: list[Path] = typer.Argument(..., help="Slide files (any format pathda can open)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Inference checkpoint (.pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; one sub-folder per slide."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML whose 'segment' section sets defaults of the options below."
+    ),
+    stride: int | None = typer.Option(
+        None, "--stride", help="Patch step in px at the model's mpp (default: patch size / 2)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Patches per batch (default: 64)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Slide-reading processes (default: 2)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."
+    ),
+    mpp: float | None = typer.Option(
+        None, "--mpp", help="Level-0 µm/px of the slides, overriding their metadata."
+    ),
+    output_downsample: int | None = typer.Option(
+        None,
+        "--output-downsample",
+        help="Level-0 px per mask pixel (default: a quarter of the stride in level-0 px).",
+    ),
+    min_area: float | None = typer.Option(
+        None,
+        "--min-area",
+        help="Drop GeoJSON/XML regions smaller than this many µm² (default: 2500).",
+    ),
+    window: str | None = typer.Option(
+        None, "--window", help="Overlap blending window: gaussian or uniform (default: gaussian)."
+    ),
+    xml: bool = typer.Option(False, "--xml", help="Also write ImageScope XML annotations."),
+    quiet: bool = QuietOption,
+) -> None:
+    """Segment slides into normal / benign / in situ / invasive (mask, GeoJSON, overlay)."""
+    cli = {
+        "stride": stride,
+        "batch_size": batch_size,
+        "num_workers": workers,
+        "device": device,
+        "mpp_override": mpp,
+        "output_downsample": output_downsample,
+        "min_region_area_um2": min_area,
+        "window": window,
+        "write_xml": xml or None,
+    }
+    defaults = load_yaml(config, "segment") if config else {}
+    cfg = build_config(SegmentConfig, defaults, cli, source=str(config or "options"))
+    loaded = load_inference_checkpoint(model, resolve_device(cfg.device))
+    console = Console(stderr=True)
+    for slide in slides:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = segment_slide(slide, loaded, out, cfg, quiet=quiet)
+        for warning in caught:
+            console.print(f"pathda: warning: {warning.message}", markup=False)
+        if not quiet:
+            console.print(
+                f"{slide.name}: {result.n_patches} patches in {result.seconds:.1f} s -> "
+                f"{result.folder}",
+                markup=False,
+            )

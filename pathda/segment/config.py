@@ -1,0 +1,91 @@
+"""Settings and result of ``segment_slide``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pathda.errors import ConfigError
+from pathda.segment import grid
+from pathda.tiling.tissue import TissueParams
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Settings of ``pathda segment`` (saved in every summary).
+
+    Attributes:
+        stride: step between patches in pixels at the model's mpp; None = patch_size // 2.
+        batch_size: patches per forward pass.
+        num_workers: DataLoader processes reading the slide (0 = read in the main process).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        mpp_override: level-0 µm/px forced on the slide (for files without, or with wrong, mpp).
+        tissue: tissue detection settings (``pathda.tiling.tissue.TissueParams``, or a
+            mapping of its fields); the thumbnail is made finer than ``tissue.mpp`` when the
+            mask is finer.
+        min_tissue_fraction: patches with less tissue than this share are skipped.
+        output_downsample: level-0 pixels per mask cell; None = a quarter of the stride
+            in level-0 pixels (see ``grid.default_mask_downsample``).
+        window: overlap blending window, ``gaussian`` or ``uniform`` (``grid.WINDOWS``).
+        min_region_area_um2: GeoJSON/XML regions and holes smaller than this are dropped
+            (the mask keeps them).
+        include_normal: also outline normal-tissue regions in GeoJSON/XML.
+        write_xml: also write ImageScope XML.
+    """
+
+    stride: int | None = None
+    batch_size: int = 64
+    num_workers: int = 2
+    device: str = "auto"
+    mpp_override: float | None = None
+    tissue: TissueParams = field(default_factory=TissueParams)
+    min_tissue_fraction: float = 0.05
+    output_downsample: int | None = None
+    window: str = "gaussian"
+    min_region_area_um2: float = 2500.0
+    include_normal: bool = False
+    write_xml: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stride is not None and self.stride < 1:
+            raise ConfigError(f"stride must be >= 1 px, got {self.stride}")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ConfigError("batch_size must be >= 1 and num_workers >= 0")
+        if self.output_downsample is not None and self.output_downsample < 1:
+            raise ConfigError(f"output_downsample must be >= 1, got {self.output_downsample}")
+        if not 0 <= self.min_tissue_fraction <= 1:
+            raise ConfigError("min_tissue_fraction must be in [0, 1]")
+        if self.min_region_area_um2 < 0:
+            raise ConfigError("min_region_area_um2 must be >= 0")
+        if isinstance(self.tissue, Mapping):
+            try:
+                object.__setattr__(self, "tissue", TissueParams(**self.tissue))
+            except TypeError as err:
+                raise ConfigError(f"tissue: {err}") from None
+        grid.get_window(self.window)
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Where a slide's outputs went and the headline numbers.
+
+    Attributes:
+        folder: ``<out_dir>/<stem>``.
+        summary: the summary JSON path (its content is in ``summary_data``).
+        labels: (H, W) uint8 mask, one cell per ``mask_downsample`` level-0 px.
+        mask_downsample: level-0 pixels per mask cell.
+        n_patches: patches run through the model.
+        seconds: wall time for the slide.
+    """
+
+    folder: Path
+    summary: Path
+    labels: np.ndarray
+    mask_downsample: int
+    n_patches: int
+    seconds: float
+    summary_data: dict[str, Any]

@@ -1,0 +1,131 @@
+"""Batched patch inference: DataLoader workers read while the device computes.
+
+On CUDA the loader pins memory, batches are copied with ``non_blocking=True``, the
+model runs channels-last under bf16 autocast, and batch *i*'s probabilities are handed
+to the caller only after batch *i + 1* has been queued (waiting on batch *i*'s own CUDA
+event), so host-side stitching and reading overlap device compute.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from pathda.errors import PathdaError
+from pathda.segment.dataset import SlidePatchDataset, open_in_worker
+
+StainTransform = Callable[[torch.Tensor], torch.Tensor]
+"""(B, 3, H, W) uint8 -> same shape uint8, on the model's device."""
+
+
+@dataclass(frozen=True)
+class InputPipeline:
+    """What happens to a uint8 patch batch before the model, exactly as in training.
+
+    Attributes:
+        mean: per-channel mean of float images in [0, 1].
+        std: per-channel standard deviation (> 0).
+        stain: batched stain normaliser on the device, or None.
+    """
+
+    mean: Sequence[float]
+    std: Sequence[float]
+    stain: StainTransform | None = None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.stain is not None:
+            batch = self.stain(batch)
+        scale, shift = self._affine(batch.device)
+        return batch.float() * scale + shift  # == (batch / 255 - mean) / std
+
+    def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Made once per device: a fresh host->device copy every batch would wait for the
+        # queued kernels and stall the pipeline.
+        cache = self.__dict__.setdefault("_cache", {})
+        if device not in cache:
+            mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
+            cache[device] = ((1 / (255.0 * std)).to(device), (-mean / std).to(device))
+        return cache[device]
+
+
+def make_loader(
+    dataset: SlidePatchDataset, batch_size: int, num_workers: int, device: torch.device
+) -> DataLoader:
+    """A loader that keeps the dataset's (row-major) order; workers open their own slide."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=open_in_worker if num_workers > 0 else None,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+
+
+def predict_batches(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    prepare: InputPipeline,
+    device: torch.device,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(patch indices, softmax probabilities (B, C) float32)`` in loader order.
+
+    Raises:
+        PathdaError: a slide read failed in a worker (re-raised with its one-line message).
+    """
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    pending: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None] | None = None
+    for indices, batch in _clean_errors(loader):
+        with torch.inference_mode():
+            x = prepare(batch.to(device, non_blocking=cuda))
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x)
+            probs = torch.softmax(logits.float(), dim=1)
+        done = None
+        if cuda:
+            probs = probs.to("cpu", non_blocking=True)  # into pinned host memory
+            done = torch.cuda.Event()
+            done.record()
+        if pending is not None:
+            yield _host(*pending)
+        pending = (indices, probs, done)
+    if pending is not None:
+        yield _host(*pending)
+
+
+def _host(
+    indices: torch.Tensor, probs: torch.Tensor, done: torch.cuda.Event | None
+) -> tuple[np.ndarray, np.ndarray]:
+    if done is not None:
+        done.synchronize()  # this batch's copy has landed; later batches keep running
+    return indices.numpy(), probs.numpy()
+
+
+def _clean_errors(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Iterate ``loader``; a user error raised in a worker keeps its type and one-line message."""
+    try:
+        yield from loader
+    except PathdaError as err:
+        raise type(err)(_worker_message(str(err))) from None
+
+
+def _worker_message(text: str) -> str:
+    # Worker errors arrive as "Caught X in DataLoader worker ...\nOriginal Traceback ...\n
+    # pathda.errors.X: <message>"; keep the original message only.
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    return re.sub(r"^[\w.]+Error: ", "", last)

@@ -1,0 +1,316 @@
+"""``segment_slide``: tissue -> patches -> model -> blended probabilities -> outputs.
+
+Everything for a slide is written into a hidden temporary folder that is renamed to
+``<out_dir>/<stem>/`` at the end, and ``<stem>.summary.json`` (with ``"complete": true``)
+is written last inside it, so an interrupted run never looks finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pathda.annotations import ClassMap, write_geojson, write_imagescope_xml
+from pathda.atomic import atomic_path
+from pathda.checkpoint import load_inference_checkpoint, resolve_device
+from pathda.errors import ConfigError
+from pathda.provenance import provenance, to_jsonable
+from pathda.segment import grid
+from pathda.segment.config import SegmentConfig, SegmentResult
+from pathda.segment.dataset import SlidePatchDataset
+from pathda.segment.engine import InputPipeline, StainTransform, make_loader, predict_batches
+from pathda.segment.export_geojson import label_regions
+from pathda.segment.export_tiff import write_label_ome_tiff
+from pathda.segment.overlay import OVERLAY_MAX_SIDE, blend_labels, write_overlay_png
+from pathda.segment.stitch import ProbabilityStitcher, ZarrProbabilityWriter
+from pathda.slide import Slide, open_slide
+from pathda.tiling.grid import tissue_fractions
+from pathda.tiling.tissue import detect_tissue
+
+LoadedModel = tuple[torch.nn.Module, dict[str, Any]]
+"""What ``load_inference_checkpoint`` returns: (model in eval mode, checkpoint metadata)."""
+
+
+def segment_slide(
+    slide_path: str | Path,
+    checkpoint: str | Path | LoadedModel,
+    out_dir: str | Path,
+    config: SegmentConfig | None = None,
+    *,
+    quiet: bool = False,
+    **options: Any,
+) -> SegmentResult:
+    """Segment one whole-slide image into the checkpoint's classes.
+
+    Args:
+        slide_path: slide file.
+        checkpoint: a ``pathda-inference/1`` file, or the (model, meta) pair
+            ``load_inference_checkpoint`` returned (to reuse one model for many slides).
+        out_dir: parent folder; outputs go to ``out_dir/<stem>/``.
+        config: settings; ``options`` (any ``SegmentConfig`` field) override it.
+        quiet: no progress bar.
+
+    Returns:
+        The result; the files are ``<stem>.mask.ome.tif``, ``.geojson``, ``.probs.zarr``,
+        ``.overlay.png``, optionally ``.xml``, and ``.summary.json`` (written last).
+
+    Raises:
+        PathdaError: bad checkpoint, unreadable slide, slide without mpp (and no
+            ``mpp_override``), bad options. A slide without detected tissue is *not* an
+            error: it gets an all-normal mask, a warning, and ``warnings`` in the summary.
+    """
+    cfg = _resolve_config(config, options)
+    start = time.perf_counter()
+    checkpoint_path = None if isinstance(checkpoint, tuple) else str(checkpoint)
+    if isinstance(checkpoint, tuple):
+        model, meta = checkpoint
+        device = next(model.parameters()).device
+    else:
+        model, meta = load_inference_checkpoint(checkpoint, resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+    with open_slide(slide_path, mpp=cfg.mpp_override) as slide:
+        t_plan = time.perf_counter()
+        plan = _plan(slide, meta, cfg)
+        t_infer = time.perf_counter()
+        stem = slide_stem(Path(slide_path))
+        final = Path(out_dir) / stem
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
+            labels, warns = _infer(slide, model, meta, device, cfg, plan, tmp / stem, quiet)
+            t_export = time.perf_counter()
+            summary = _export(slide, meta, cfg, plan, labels, tmp / stem, warns)
+            t_end = time.perf_counter()
+            summary.update(
+                n_patches=len(plan.origins),
+                seconds=round(t_end - start, 3),
+                seconds_by_stage={
+                    "load": round(t_plan - start, 3),
+                    "tissue": round(t_infer - t_plan, 3),
+                    "inference": round(t_export - t_infer, 3),
+                    "export": round(t_end - t_export, 3),
+                },
+                checkpoint=checkpoint_path,
+                config=to_jsonable(cfg),
+                provenance=provenance(cfg, [slide.path], plan.slide_mpp),
+                complete=True,
+            )
+            (tmp / f"{stem}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return SegmentResult(
+        folder=final,
+        summary=final / f"{stem}.summary.json",
+        labels=labels,
+        mask_downsample=plan.mask_downsample,
+        n_patches=len(plan.origins),
+        seconds=summary["seconds"],
+        summary_data=summary,
+    )
+
+
+def slide_stem(path: Path) -> str:
+    """Output name of a slide: file name without its extension (and without ``.ome``)."""
+    stem = path.name.rsplit(".", 1)[0] if "." in path.name[1:] else path.name
+    return stem[: -len(".ome")] if stem.lower().endswith(".ome") else stem
+
+
+@dataclass(frozen=True)
+class _Plan:
+    slide_mpp: float
+    patch_l0: float
+    stride_px: int
+    mask_downsample: int
+    mask_shape: tuple[int, int]
+    origins: np.ndarray  # (N, 2) level-0 origins of the patches with tissue, row-major
+    tissue: np.ndarray  # (H, W) bool at the mask grid
+
+
+def _plan(slide: Slide, meta: Mapping[str, Any], cfg: SegmentConfig) -> _Plan:
+    slide_mpp = slide.require_mpp()
+    patch_px = int(meta["patch_size"])
+    stride_px = cfg.stride or max(1, patch_px // 2)
+    if stride_px > patch_px:
+        raise ConfigError(f"stride {stride_px} px must not exceed the patch size {patch_px} px")
+    scale = float(meta["mpp"]) / slide_mpp  # level-0 px per model px
+    patch_l0, stride_l0 = patch_px * scale, stride_px * scale
+    ds = cfg.output_downsample or grid.default_mask_downsample(stride_l0)
+    shape = grid.mask_shape(slide.dimensions, ds)
+    # Detect at the finer of the tissue resolution and the mask's, so clipping labels to
+    # tissue is not blockier than the mask itself, but never finer than level 0.
+    thumb_mpp = max(min(cfg.tissue.mpp, ds * slide_mpp), slide_mpp)
+    thumbnail = slide.thumbnail(mpp=thumb_mpp)
+    thumb_ds = slide.dimensions[0] / thumbnail.shape[1]
+    tissue_thumb = detect_tissue(thumbnail, cfg.tissue, mpp=thumb_ds * slide_mpp)
+    origins = grid.patch_origins(slide.dimensions, patch_l0, stride_l0)
+    fraction = tissue_fractions(tissue_thumb, thumb_ds, origins[:, 0], origins[:, 1], patch_l0)
+    keep = fraction >= max(cfg.min_tissue_fraction, 1e-9)
+    return _Plan(
+        slide_mpp=slide_mpp,
+        patch_l0=patch_l0,
+        stride_px=stride_px,
+        mask_downsample=ds,
+        mask_shape=shape,
+        origins=origins[keep],
+        tissue=grid.resample_nearest(tissue_thumb, thumb_ds, shape, ds),
+    )
+
+
+def _infer(
+    slide: Slide,
+    model: torch.nn.Module,
+    meta: Mapping[str, Any],
+    device: torch.device,
+    cfg: SegmentConfig,
+    plan: _Plan,
+    prefix: Path,
+    quiet: bool,
+) -> tuple[np.ndarray, list[str]]:
+    class_names = list(ClassMap.from_dict(meta["class_map"]).names)
+    writer = ZarrProbabilityWriter(
+        prefix.with_name(prefix.name + ".probs.zarr"),
+        len(class_names),
+        plan.mask_shape,
+        attributes={
+            "axes": "cyx",
+            "class_names": class_names,
+            "mask_downsample": plan.mask_downsample,
+            "slide_mpp": plan.slide_mpp,
+            "mpp": plan.slide_mpp * plan.mask_downsample,
+            "note": "mean blended softmax per cell; all 0 where no patch with tissue covered it",
+            "provenance": provenance(cfg, [slide.path], plan.slide_mpp),
+        },
+    )
+    stitcher = ProbabilityStitcher(
+        plan.mask_shape,
+        len(class_names),
+        plan.mask_downsample,
+        plan.patch_l0,
+        grid.get_window(cfg.window),
+        plan.tissue,
+        sink=writer,
+    )
+    warns: list[str] = []
+    if len(plan.origins) == 0:
+        warns.append(f"{slide.path}: no tissue detected; the mask is all normal")
+        warnings.warn(warns[-1], UserWarning, stacklevel=3)
+    else:
+        dataset = SlidePatchDataset(
+            slide.path, plan.origins, int(meta["patch_size"]), float(meta["mpp"]), cfg.mpp_override
+        )
+        loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, device)
+        prepare = InputPipeline(meta["normalise"]["mean"], meta["normalise"]["std"], _stain(meta))
+        with _progress(quiet) as progress:
+            task = progress.add_task(slide.path.name, total=len(plan.origins))
+            for indices, probs in predict_batches(model, loader, prepare, device):
+                stitcher.add(plan.origins[indices], probs)
+                progress.advance(task, len(indices))
+        dataset.close()
+    labels = stitcher.finish()
+    writer.flush()
+    return labels, warns
+
+
+def _export(
+    slide: Slide,
+    meta: Mapping[str, Any],
+    cfg: SegmentConfig,
+    plan: _Plan,
+    labels: np.ndarray,
+    prefix: Path,
+    warns: list[str],
+) -> dict[str, Any]:
+    class_map = ClassMap.from_dict(meta["class_map"])
+    stem, ds, mpp = prefix.name, plan.mask_downsample, plan.slide_mpp
+    out = {k: f"{stem}.{k}" for k in ("mask.ome.tif", "geojson", "probs.zarr", "overlay.png")}
+    write_label_ome_tiff(prefix.parent / out["mask.ome.tif"], labels, mpp * ds, class_map.names)
+    regions = label_regions(
+        labels,
+        ds,
+        class_map,
+        min_area_px=cfg.min_region_area_um2 / mpp**2,
+        include_normal=cfg.include_normal,
+    )
+    write_geojson(prefix.parent / out["geojson"], regions, class_map)
+    if cfg.write_xml:
+        out["xml"] = f"{stem}.xml"
+        write_imagescope_xml(prefix.parent / out["xml"], regions, class_map, mpp)
+    thumbnail = slide.thumbnail(max_size=min(OVERLAY_MAX_SIDE, max(slide.dimensions)))
+    overlay = blend_labels(thumbnail, labels, class_map, include_normal=cfg.include_normal)
+    write_overlay_png(prefix.parent / out["overlay.png"], overlay)
+    cell_mm2 = (ds * mpp) ** 2 / 1e6
+    counts = np.bincount(labels.ravel(), minlength=len(class_map))
+    counts[0] = np.count_nonzero((labels == 0) & plan.tissue)  # normal = tissue, not glass
+    return {
+        "slide": str(slide.path.resolve()),
+        "slide_dimensions": list(slide.dimensions),
+        "mpp": mpp,
+        "mask_downsample": ds,
+        "mask_mpp": mpp * ds,
+        "mask": out["mask.ome.tif"],
+        "mask_shape": list(labels.shape),
+        "outputs": out,
+        "class_names": list(class_map.names),
+        "area_mm2": {
+            n: round(float(c) * cell_mm2, 6)
+            for n, c in zip(class_map.names, counts[: len(class_map)], strict=True)
+        },
+        "tissue_mm2": round(float(np.count_nonzero(plan.tissue)) * cell_mm2, 6),
+        "n_regions": len(regions),
+        "model": {
+            "arch": meta["arch"],
+            "mpp": meta["mpp"],
+            "patch_size": meta["patch_size"],
+            "stride_px": plan.stride_px,
+            "stain": None if meta["stain"] is None else meta["stain"].get("method"),
+            "provenance": meta.get("provenance"),
+        },
+        "warnings": warns,
+    }
+
+
+def _stain(meta: Mapping[str, Any]) -> StainTransform | None:
+    """The checkpoint's stain normaliser as a (B, 3, H, W) uint8 transform, or None."""
+    if meta.get("stain") is None:
+        return None
+    from pathda.stain import normaliser_from_dict
+
+    normaliser = normaliser_from_dict(meta["stain"])
+
+    def transform(batch: torch.Tensor) -> torch.Tensor:
+        # Normalisers take (N, H, W, 3) tiles on any device and return the same layout.
+        tiles = batch.permute(0, 2, 3, 1).contiguous()
+        return normaliser.transform(tiles).permute(0, 3, 1, 2)
+
+    return transform
+
+
+def _resolve_config(config: SegmentConfig | None, options: Mapping[str, Any]) -> SegmentConfig:
+    base = config or SegmentConfig()
+    names = {f.name for f in dataclasses.fields(SegmentConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown segment option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
+        )
+    return dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("patches"),
+        TimeRemainingColumn(),
+        disable=quiet,
+        transient=False,
+    )

@@ -1,0 +1,99 @@
+"""Acceptance: a model trained on one synthetic slide segments another better than chance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pathda.adapt import create_backbone
+from pathda.annotations import BACH_CLASSES
+from pathda.checkpoint import save_inference_checkpoint
+from pathda.evaluation import score_predictions
+from pathda.segment import segment_slide
+from pathda.slide import open_slide
+from pathda.synth import synthesise_slides
+
+SLIDE_MPP = 0.467
+MODEL_MPP = 4 * SLIDE_MPP  # 1.868 µm/px: a 32-px patch spans 60 µm
+PATCH = 32
+ARCH = "test_byobnet"  # timm's 0.2 M-parameter test network: trains in seconds on a CPU
+NORMALISE = {"mean": [0.8, 0.6, 0.75], "std": [0.15, 0.2, 0.15]}
+
+
+def _training_patches(slide_path, mask_path, mask_downsample, stride=8):
+    """Every ``PATCH`` px patch (stride ``stride``) at the model mpp, labelled by its centre."""
+    with open_slide(slide_path) as slide:
+        image = slide.thumbnail(mpp=MODEL_MPP)
+    mask = np.asarray(Image.open(mask_path))
+    model_px_per_mask_px = mask_downsample * SLIDE_MPP / MODEL_MPP
+    h, w = image.shape[:2]
+    ys, xs = np.meshgrid(
+        np.arange(0, h - PATCH + 1, stride), np.arange(0, w - PATCH + 1, stride), indexing="ij"
+    )
+    xs, ys = xs.ravel(), ys.ravel()
+    rows = np.clip(((ys + PATCH / 2) / model_px_per_mask_px).astype(int), 0, mask.shape[0] - 1)
+    cols = np.clip(((xs + PATCH / 2) / model_px_per_mask_px).astype(int), 0, mask.shape[1] - 1)
+    patches = np.stack([image[y : y + PATCH, x : x + PATCH] for x, y in zip(xs, ys, strict=True)])
+    x = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous()
+    return x, torch.from_numpy(mask[rows, cols].astype(np.int64))
+
+
+def _train(x, y, steps=40, batch=32):
+    """A short class-balanced supervised loop with the checkpoint's input normalisation."""
+    torch.manual_seed(0)
+    model = create_backbone(ARCH, 4)
+    mean = torch.tensor(NORMALISE["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(NORMALISE["std"]).view(1, 3, 1, 1)
+    sample_weight = (1 / torch.bincount(y, minlength=4).float().clamp(min=1))[y]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for step in range(steps):
+        idx = torch.multinomial(sample_weight, batch, replacement=True, generator=generator)
+        xb = x[idx].float() / 255
+        xb = xb.flip(3) if step % 2 else xb
+        loss = torch.nn.functional.cross_entropy(model((xb - mean) / std), y[idx])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+def _meta():
+    return {
+        "arch": ARCH,
+        "num_classes": 4,
+        "timm_kwargs": {},
+        "class_map": BACH_CLASSES.to_dict(),
+        "mpp": MODEL_MPP,
+        "patch_size": PATCH,
+        "stain": None,
+        "normalise": NORMALISE,
+        "provenance": {"trained_by": "tests/test_segment_acceptance.py"},
+    }
+
+
+@pytest.mark.slow
+def test_trained_model_beats_random_model_on_bach_score(tmp_path):
+    train_slide, test_slide = synthesise_slides(
+        tmp_path / "synth", n=2, size=(2048, 2048), seed=0, mpp=SLIDE_MPP, quiet=True
+    )
+    x, y = _training_patches(train_slide.image, train_slide.mask, 8)
+    assert set(torch.unique(y).tolist()) == {0, 1, 2, 3}
+    trained = save_inference_checkpoint(tmp_path / "trained.pt", _train(x, y), _meta())
+    torch.manual_seed(1)
+    random = save_inference_checkpoint(tmp_path / "random.pt", create_backbone(ARCH, 4), _meta())
+
+    scores = {}
+    for name, checkpoint in (("trained", trained), ("random", random)):
+        out = tmp_path / name
+        result = segment_slide(
+            test_slide.image, checkpoint, out, num_workers=0, device="cpu", quiet=True
+        )
+        assert result.summary_data["complete"] is True
+        report = score_predictions(out, test_slide.annotation, downsample=16)
+        scores[name] = report.mean_bach
+    assert scores["trained"] > scores["random"] + 0.2, scores
+    assert scores["trained"] > 0.5, scores
