@@ -235,7 +235,7 @@ def test_real_ome_tiff_is_resampled_to_the_model_mpp(tmp_path, loaded, fixtures_
 
 
 def test_input_pipeline_matches_training_normalisation():
-    from pathda.segment.engine import InputPipeline
+    from pathda.model_input import InputPipeline
 
     mean, std = [0.1, 0.5, 0.9], [0.2, 0.3, 0.4]
     batch = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)

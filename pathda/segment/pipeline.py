@@ -24,11 +24,12 @@ from pathda.annotations import ClassMap, write_geojson, write_imagescope_xml
 from pathda.atomic import atomic_path
 from pathda.checkpoint import load_inference_checkpoint, resolve_device
 from pathda.errors import ConfigError
+from pathda.model_input import InputPipeline, stain_transform
 from pathda.provenance import provenance, to_jsonable
 from pathda.segment import grid
 from pathda.segment.config import SegmentConfig, SegmentResult
 from pathda.segment.dataset import SlidePatchDataset
-from pathda.segment.engine import InputPipeline, StainTransform, make_loader, predict_batches
+from pathda.segment.engine import make_loader, predict_batches
 from pathda.segment.export_geojson import label_regions
 from pathda.segment.export_tiff import write_label_ome_tiff
 from pathda.segment.overlay import OVERLAY_MAX_SIDE, blend_labels, write_overlay_png
@@ -207,7 +208,9 @@ def _infer(
             slide.path, plan.origins, int(meta["patch_size"]), float(meta["mpp"]), cfg.mpp_override
         )
         loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, device)
-        prepare = InputPipeline(meta["normalise"]["mean"], meta["normalise"]["std"], _stain(meta))
+        prepare = InputPipeline(
+            meta["normalise"]["mean"], meta["normalise"]["std"], stain_transform(meta.get("stain"))
+        )
         with _progress(quiet) as progress:
             task = progress.add_task(slide.path.name, total=len(plan.origins))
             for indices, probs in predict_batches(model, loader, prepare, device):
@@ -275,22 +278,6 @@ def _export(
         },
         "warnings": warns,
     }
-
-
-def _stain(meta: Mapping[str, Any]) -> StainTransform | None:
-    """The checkpoint's stain normaliser as a (B, 3, H, W) uint8 transform, or None."""
-    if meta.get("stain") is None:
-        return None
-    from pathda.stain import normaliser_from_dict
-
-    normaliser = normaliser_from_dict(meta["stain"])
-
-    def transform(batch: torch.Tensor) -> torch.Tensor:
-        # Normalisers take (N, H, W, 3) tiles on any device and return the same layout.
-        tiles = batch.permute(0, 2, 3, 1).contiguous()
-        return normaliser.transform(tiles).permute(0, 3, 1, 2)
-
-    return transform
 
 
 def _resolve_config(config: SegmentConfig | None, options: Mapping[str, Any]) -> SegmentConfig:

@@ -1,7 +1,8 @@
 """Training augmentation (albumentations) and input normalisation.
 
 Geometry: flips and 90° rotations (histology has no canonical orientation).
-Colour: mild H&E stain jitter in the optical-density space (HEStain with the
+Input normalisation (mean/std, stain) is ``pathda.model_input.InputPipeline``,
+shared with inference. Colour: mild H&E stain jitter in the optical-density space (HEStain with the
 Ruifrok preset and small intensity changes) plus slight brightness/contrast,
 kept mild on purpose so that the domain shift that adaptation must handle is
 not simply washed out by augmentation.
@@ -10,7 +11,6 @@ not simply washed out by augmentation.
 from __future__ import annotations
 
 import albumentations as A
-import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,17 +33,3 @@ def training_augmentation() -> A.Compose:
             A.ColorJitter(brightness=0.05, contrast=0.05, saturation=0.05, hue=0.0, p=0.3),
         ]
     )
-
-
-def to_model_input(
-    batch_uint8_nhwc: torch.Tensor,
-    mean: tuple[float, ...] = IMAGENET_MEAN,
-    std: tuple[float, ...] = IMAGENET_STD,
-    channels_last: bool = False,
-) -> torch.Tensor:
-    """(N, H, W, 3) uint8 on any device -> normalised float (N, 3, H, W)."""
-    x = batch_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    x = (x - m) / s
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()

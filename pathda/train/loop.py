@@ -15,11 +15,13 @@ import zarr
 
 from pathda.adapt import build_optimizers, create_backbone, create_method
 from pathda.annotations import ClassMap
+from pathda.atomic import write_json
 from pathda.checkpoint import save_inference_checkpoint
-from pathda.errors import ConfigError
+from pathda.errors import ConfigError, PathdaError
+from pathda.model_input import InputPipeline, stain_transform
 from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
-from pathda.train.augment import IMAGENET_MEAN, IMAGENET_STD, to_model_input, training_augmentation
+from pathda.train.augment import IMAGENET_MEAN, IMAGENET_STD, training_augmentation
 from pathda.train.config import TrainConfig
 from pathda.train.data import TileDataset, TileSplits, infinite_batches, make_loader, split_tiles
 from pathda.train.distributed import (
@@ -34,6 +36,13 @@ from pathda.train.history import MetricsLog, plot_curves
 from pathda.train.state import load_state, restore_rng, save_state, seed_everything
 
 MODEL_FILE = "model.pt"
+
+
+class TrainingDivergedError(PathdaError):
+    """The loss became NaN or infinite."""
+
+
+SELECTED_FILE = "selected.json"  # metrics of the epoch that model.pt holds
 
 
 @dataclass
@@ -95,7 +104,7 @@ class _Run:
         self.store_attrs = dict(zarr.open_group(str(cfg.store), mode="r").attrs)
         self.patch_size = int(self.store_attrs["patch_size"])
         self.class_names = self.splits.class_names
-        self.stain = self._stain_normaliser()
+        self.stain = self._stain_params()
         self.method = create_method(cfg.method, **self._method_settings())
         backbone = create_backbone(cfg.arch, num_classes=len(self.class_names), weights=cfg.weights)
         backbone.to(self.device)
@@ -109,6 +118,7 @@ class _Run:
         self.optimizers = {k: AllReduceOptimizer(o, ctx) for k, o in opts.items()}
         self.mean = tuple(backbone.pretrained_cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(backbone.pretrained_cfg.get("std", IMAGENET_STD))
+        self.prepare = InputPipeline(self.mean, self.std, stain_transform(self.stain))
 
     # -- setup --------------------------------------------------------------------------
     def _method_settings(self) -> dict[str, Any]:
@@ -126,17 +136,16 @@ class _Run:
             settings.update(n_critic=cfg.n_critic, gp_weight=cfg.gp_lambda)
         return settings
 
-    def _stain_normaliser(self):
-        params = self.store_attrs.get("stain")
+    def _stain_params(self) -> dict[str, Any] | None:
+        """Fitted normaliser of the store (``to_dict()`` form), applied on the fly if asked."""
+        stain = self.store_attrs.get("stain")
         if not self.cfg.stain_on_the_fly:
             return None
-        if not params:
+        if not stain:
             raise ConfigError(
                 f"{self.cfg.store}: stain_on_the_fly needs a store tiled with --stain"
             )
-        from pathda.stain import normaliser_from_dict
-
-        return normaliser_from_dict(params)
+        return stain["params"]
 
     def _loader(self, indices: np.ndarray, *, train: bool, seed_offset: int = 0):
         dataset = TileDataset(
@@ -152,12 +161,12 @@ class _Run:
             distributed=self.ctx.enabled,
         )
 
-    def _to_input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        x = batch_uint8.to(self.device, non_blocking=True)
-        if self.stain is not None:
-            x = self.stain.transform(x)
-        channels_last = self.cfg.channels_last and self.device.type == "cuda"
-        return to_model_input(x, self.mean, self.std, channels_last=channels_last)
+    def _to_input(self, batch_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+        x = batch_uint8_nhwc.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        x = self.prepare(x)
+        if self.cfg.channels_last and self.device.type == "cuda":
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
 
     # -- the run ------------------------------------------------------------------------
     def run(self, resume: bool) -> TrainResult:
@@ -199,6 +208,7 @@ class _Run:
                     }
                     if self.ctx.is_main:
                         self._export(self.out_dir / MODEL_FILE, epoch, record)
+                        write_json(self.out_dir / SELECTED_FILE, record)
                 if self.ctx.is_main:
                     log.append(record)
                     save_state(
@@ -252,6 +262,11 @@ class _Run:
                 layer_weights=self.layer_weights,
                 domain_tgt=domain_tgt,
             )
+            if not math.isfinite(metrics.get("loss_total", metrics["loss_cls"])):
+                raise TrainingDivergedError(
+                    f"training diverged at epoch {epoch + 1}, step {step + 1} (loss is not "
+                    "finite); lower --lr or --layer-weight, or resume from an earlier checkpoint"
+                )
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value
             progress.advance(task)
@@ -303,7 +318,9 @@ class _Run:
             "class_map": class_map,
             "mpp": float(self.store_attrs["mpp"]),
             "patch_size": self.patch_size,
-            "stain": self.store_attrs.get("stain"),
+            # Tiles were normalised at tiling time or on the fly: either way inference
+            # must normalise with the same fitted parameters.
+            "stain": (self.store_attrs.get("stain") or {}).get("params"),
             "normalise": {"mean": list(self.mean), "std": list(self.std)},
             "provenance": {
                 **provenance(self.cfg, slides=[], mpp=self.store_attrs["mpp"]),

@@ -1,0 +1,48 @@
+"""Layer-wise domain adaptation: gradient reversal, domain heads/critics, adaptation methods.
+
+Typical use::
+
+    backbone = create_backbone("seresnet50", num_classes=4)
+    method = create_method("ldann")                  # or "none", "dann", "lwass"
+    model = method.build_model(backbone, input_size=(3, 224, 224))
+    optimizers = build_optimizers(model, method, lr=1e-3)
+    metrics = method.step(model, optimizers, x_src, y_src, x_tgt, progress=epoch / epochs)
+    torch.save(model.export_inference_state(), "model.pth")   # heads dropped
+"""
+
+from pathda.adapt.attach import FeatureTaps, default_tap_points
+from pathda.adapt.dann import DANN, LayerwiseDANN
+from pathda.adapt.grl import GradientReversal, grl_coefficient
+from pathda.adapt.heads import DomainHead, squeeze
+from pathda.adapt.methods import (
+    METHODS,
+    AdaptationMethod,
+    build_optimizers,
+    create_method,
+    register_method,
+)
+from pathda.adapt.model import DomainAdaptationModel, create_backbone, load_backbone_weights
+from pathda.adapt.penalty import critic_objective, gradient_penalty
+from pathda.adapt.wasserstein import LayerwiseWasserstein
+
+__all__ = [
+    "DANN",
+    "METHODS",
+    "AdaptationMethod",
+    "DomainAdaptationModel",
+    "DomainHead",
+    "FeatureTaps",
+    "GradientReversal",
+    "LayerwiseDANN",
+    "LayerwiseWasserstein",
+    "build_optimizers",
+    "create_backbone",
+    "create_method",
+    "critic_objective",
+    "default_tap_points",
+    "gradient_penalty",
+    "grl_coefficient",
+    "load_backbone_weights",
+    "register_method",
+    "squeeze",
+]

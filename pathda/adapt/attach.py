@@ -1,0 +1,160 @@
+"""Feature taps: forward hooks on named modules, and default tap points for timm backbones."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from types import TracebackType
+
+import torch
+from torch import nn
+
+from pathda.errors import ConfigError
+
+GRANULARITIES = ("block", "stage")
+
+
+def resolve_modules(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
+    """Look up modules by their dotted names in ``model.named_modules()``.
+
+    Raises:
+        ConfigError: A name is unknown (the message lists close matches), or repeated.
+    """
+    modules = dict(model.named_modules())
+    found: dict[str, nn.Module] = {}
+    for name in names:
+        if name in found:
+            raise ConfigError(f"tap point {name!r} is listed twice; list each module once")
+        if not name or name not in modules:
+            close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
+            hint = f"; close matches: {', '.join(close)}" if close else ""
+            raise ConfigError(
+                f"tap point {name!r} is not a module of {type(model).__name__}{hint} "
+                "(names come from model.named_modules())"
+            )
+        found[name] = modules[name]
+    return found
+
+
+class FeatureTaps:
+    """Record the outputs of named modules during each forward pass.
+
+    Hooks are registered on construction and stay until :meth:`remove` (or the end of a
+    ``with`` block). ``outputs`` holds the latest output of every tap, with its autograd
+    graph, so losses on it backpropagate into the model.
+
+    Args:
+        model: Any module.
+        names: Dotted module names, as in ``model.named_modules()`` (e.g. ``"layer3.5"``).
+
+    Examples:
+        >>> with FeatureTaps(model, ["layer1.0", "layer4.2"]) as taps:  # doctest: +SKIP
+        ...     logits = model(x)
+        ...     feats = taps.outputs["layer4.2"]
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles = [
+            module.register_forward_hook(self._recorder(name))
+            for name, module in resolve_modules(model, self.names).items()
+        ]
+
+    def _recorder(self, name: str):
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if not isinstance(output, torch.Tensor):
+                raise ConfigError(
+                    f"tap point {name!r} returns {type(output).__name__}, not a tensor; "
+                    "tap a module that returns one tensor"
+                )
+            self.outputs[name] = output
+
+        return hook
+
+    def clear(self) -> None:
+        """Forget the recorded outputs (frees their graphs)."""
+        self.outputs = {}
+
+    def remove(self) -> None:
+        """Unregister every hook; idempotent."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> FeatureTaps:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+
+def _stage_names(model: nn.Module) -> list[str]:
+    # timm's feature_info lists the modules at each reduction; the stem (reduction 2) is not a
+    # stage of the body, so only reductions >= 4 count (ResNet layer1..4, ConvNeXt stages.0..3).
+    info = getattr(model, "feature_info", None)
+    if not info:
+        raise ConfigError(
+            f"cannot infer tap points for {type(model).__name__} (it has no timm feature_info); "
+            "name the modules to tap explicitly"
+        )
+    names = [entry["module"] for entry in info if entry.get("reduction", 1) >= 4]
+    if not names:
+        raise ConfigError(f"{type(model).__name__} lists no stages; name the modules to tap")
+    return names
+
+
+def _block_names(model: nn.Module, stage: str) -> list[str]:
+    module = model.get_submodule(stage)
+    # A stage is a Sequential of blocks (ResNet) or holds one under `.blocks` (ConvNeXt, ViT-ish).
+    if isinstance(module, nn.Sequential):
+        return [f"{stage}.{child}" for child, _ in module.named_children()]
+    blocks = getattr(module, "blocks", None)
+    if isinstance(blocks, nn.Sequential):
+        return [f"{stage}.blocks.{child}" for child, _ in blocks.named_children()]
+    return [stage]
+
+
+def default_tap_points(model: nn.Module, method: str, granularity: str = "block") -> list[str]:
+    """Where to attach domain heads on a timm backbone.
+
+    Args:
+        model: A timm model (uses its ``feature_info`` and ``global_pool``).
+        method: ``"none"`` (no taps), ``"dann"`` (the pooled features just before the
+            classifier, ``global_pool``: the original DANN), ``"ldann"``/``"lwass"`` (every
+            block output, or every stage output).
+        granularity: ``"block"`` (16 taps ``layer1.0`` .. ``layer4.2`` on SE-ResNet-50) or
+            ``"stage"`` (``layer1`` .. ``layer4``); ignored for ``dann``/``none``.
+
+    Returns:
+        Dotted module names for :class:`FeatureTaps`.
+
+    Raises:
+        ConfigError: Unknown method/granularity, or a model whose layers cannot be inferred
+            (then name the modules yourself).
+    """
+    if granularity not in GRANULARITIES:
+        raise ConfigError(
+            f"unknown tap granularity {granularity!r}; use one of {', '.join(GRANULARITIES)}"
+        )
+    if method == "none":
+        return []
+    if method == "dann":
+        names = dict(model.named_modules())
+        if "global_pool" in names:
+            return ["global_pool"]
+        raise ConfigError(
+            f"cannot find the pooled features of {type(model).__name__} (no 'global_pool'); "
+            "name the module before the classifier explicitly"
+        )
+    if method in ("ldann", "lwass"):
+        stages = _stage_names(model)
+        if granularity == "stage":
+            return stages
+        return [block for stage in stages for block in _block_names(model, stage)]
+    raise ConfigError(f"unknown adaptation method {method!r}; use none, dann, ldann or lwass")

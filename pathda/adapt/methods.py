@@ -1,0 +1,266 @@
+"""Adaptation methods (registry): how one training step computes and applies its losses.
+
+Names: ``none`` (source-only), ``dann`` (one domain head on the pooled features, Ganin &
+Lempitsky), ``ldann`` (a head after every block, paper section 2.1) and ``lwass`` (a
+Wasserstein critic with gradient penalty after every block, section 2.2 / Algorithm 1).
+``none`` lives here, the others in ``dann.py`` and ``wasserstein.py``; importing
+``pathda.adapt`` registers them all.
+
+A step takes one source batch (labelled) and one target batch (unlabelled), runs them
+through the backbone together (one forward, so BatchNorm sees both domains), and updates
+the backbone and the heads. Domain labels: source 0, target 1 (or ``domain_tgt`` in
+1..n_domains-1).
+
+Layer weighting: by default every tapped layer's domain loss enters with weight 1
+(``layer_weighting="sum"``). The paper attaches the objective "at each layer" and scales
+nothing ("we do not use a constant lambda"), so a sum is its literal reading; it also keeps
+the last head as strong as in single-head DANN, whereas a mean would weaken every head
+16-fold on SE-ResNet-50. ``"mean"`` (1/n per layer) and per-layer overrides are available.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pathda.adapt.attach import GRANULARITIES, default_tap_points
+from pathda.adapt.model import DomainAdaptationModel
+from pathda.errors import ConfigError
+
+Optimizers = Mapping[str, torch.optim.Optimizer]
+"""``{"model": optimiser over the backbone, "heads": optimiser over the heads}``."""
+
+LAYER_WEIGHTINGS = ("sum", "mean")
+METHODS: dict[str, type[AdaptationMethod]] = {}
+
+
+def register_method(name: str):
+    """Class decorator adding an :class:`AdaptationMethod` subclass to the registry."""
+
+    def register(cls: type[AdaptationMethod]) -> type[AdaptationMethod]:
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return register
+
+
+def create_method(name: str, **config: object) -> AdaptationMethod:
+    """Build a registered method, e.g. ``create_method("lwass", n_critic=5, gp_weight=10)``.
+
+    Raises:
+        ConfigError: Unknown method name or configuration key, or an invalid value.
+    """
+    if name not in METHODS:
+        raise ConfigError(f"unknown adaptation method {name!r}; use one of {', '.join(METHODS)}")
+    cls = METHODS[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ConfigError(
+            f"method {name!r} has no setting {', '.join(unknown)}; "
+            f"valid settings: {', '.join(sorted(fields))}"
+        )
+    return cls(**config)
+
+
+def float_metrics(metrics: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """Metrics as Python floats."""
+    # One device sync for all metrics instead of one per .item().
+    tensors = {k: v for k, v in metrics.items() if isinstance(v, torch.Tensor)}
+    stacked = [v.detach().float().reshape(()) for v in tensors.values()]
+    values = torch.stack(stacked).tolist() if stacked else []
+    out = {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor)}
+    out.update(zip(tensors, values, strict=True))
+    return out
+
+
+@dataclass
+class AdaptationMethod:
+    """Base class: source-only training plus the shared settings.
+
+    Attributes:
+        reduction: r of every :class:`DomainHead` (paper: 16).
+        layer_weighting: ``"sum"`` (weight 1 per layer, the default, see module docstring)
+            or ``"mean"`` (1 / number of layers).
+        granularity: Default taps for layer-wise methods: ``"block"`` or ``"stage"``.
+        amp_dtype: ``None`` (float32) or ``"bfloat16"``: the forward runs under
+            ``torch.autocast`` with this dtype; critics and penalties stay float32. (A
+            caller may instead wrap ``step`` in its own autocast region; that works too.)
+        n_critic: Critic updates per step (0: the method has no critic; a setting of
+            ``lwass`` only).
+    """
+
+    name: ClassVar[str] = ""
+    reduction: int = 16
+    layer_weighting: str = "sum"
+    granularity: str = "block"
+    amp_dtype: str | None = None
+    n_critic: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        if self.layer_weighting not in LAYER_WEIGHTINGS:
+            raise ConfigError(f"unknown layer_weighting {self.layer_weighting!r}; use sum or mean")
+        if self.granularity not in GRANULARITIES:
+            raise ConfigError(f"unknown granularity {self.granularity!r}; use block or stage")
+        if self.amp_dtype not in (None, "bfloat16"):
+            raise ConfigError(
+                f"amp_dtype {self.amp_dtype!r} is not supported; use bfloat16 or leave it unset "
+                "(float16 would need gradient scaling)"
+            )
+        if self.reduction < 1:
+            raise ConfigError(f"reduction must be >= 1, got {self.reduction}")
+
+    # -- model construction -------------------------------------------------------------
+    def make_head(self, channels: int) -> nn.Module | None:
+        """The head for a tap with ``channels`` channels (None: the method uses no heads)."""
+        return None
+
+    def default_tap_points(self, backbone: nn.Module) -> list[str]:
+        """Default tap points of this method on a timm backbone."""
+        return default_tap_points(backbone, self.name, self.granularity)
+
+    def build_model(
+        self,
+        backbone: nn.Module,
+        tap_points: Sequence[str] | None = None,
+        input_size: tuple[int, int, int] = (3, 64, 64),
+    ) -> DomainAdaptationModel:
+        """Wrap ``backbone`` with this method's heads on ``tap_points`` (default: inferred).
+
+        Args:
+            backbone: Classifier ``x -> logits``.
+            tap_points: Dotted module names; ``None`` infers them for timm backbones.
+            input_size: ``(C, H, W)`` in pixels for the dry run that sizes the heads.
+        """
+        if tap_points is None:
+            tap_points = self.default_tap_points(backbone)
+        if self.name == "none" and tap_points:
+            raise ConfigError("method 'none' takes no tap points")
+        if self.name != "none" and not tap_points:
+            raise ConfigError(f"method {self.name!r} needs at least one tap point")
+        return DomainAdaptationModel(backbone, tap_points, self.make_head, input_size)
+
+    # -- helpers shared by the steps ----------------------------------------------------
+    def layer_weights(
+        self, tap_points: Sequence[str], overrides: Mapping[str, float] | None = None
+    ) -> dict[str, float]:
+        """Weight of each tap's domain term: the default scheme, times any per-tap override."""
+        base = 1.0 if self.layer_weighting == "sum" else 1.0 / max(1, len(tap_points))
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(tap_points))
+        if unknown:
+            raise ConfigError(
+                f"layer weights name unknown taps {', '.join(unknown)}; "
+                f"taps are {', '.join(tap_points)}"
+            )
+        return {tap: base * float(overrides.get(tap, 1.0)) for tap in tap_points}
+
+    def _autocast(self, device: torch.device):
+        # No autocast(enabled=False) here: it would switch off a caller's own autocast region.
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=getattr(torch, self.amp_dtype))
+
+    @staticmethod
+    def _zero_grad(optimizers: Optimizers) -> None:
+        for optimizer in optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+
+    # -- the step -----------------------------------------------------------------------
+    def step(
+        self,
+        model: DomainAdaptationModel,
+        optimizers: Optimizers,
+        x_src: torch.Tensor,
+        y_src: torch.Tensor,
+        x_tgt: torch.Tensor | None,
+        progress: float = 0.0,
+        layer_weights: Mapping[str, float] | None = None,
+        domain_tgt: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """One optimisation step on a source batch (and a target batch).
+
+        Args:
+            model: The wrapped backbone (from :meth:`build_model`).
+            optimizers: From :func:`build_optimizers`.
+            x_src: ``[B_s, C, H, W]`` source images.
+            y_src: ``[B_s]`` source class indices.
+            x_tgt: ``[B_t, C, H, W]`` target images (unused by ``none``).
+            progress: Fraction of training done, in [0, 1] (for GRL schedules).
+            layer_weights: Optional per-tap multipliers of the domain terms.
+            domain_tgt: ``[B_t]`` target domain indices in 1..n_domains-1 (default 1).
+
+        Returns:
+            Float metrics: ``loss_cls``, ``acc_cls`` (source batch) and method-specific
+            terms (see each method).
+        """
+        model.train()
+        self._zero_grad(optimizers)
+        with self._autocast(x_src.device):
+            logits = model(x_src)
+            loss_cls = F.cross_entropy(logits, y_src)
+        loss_cls.backward()
+        optimizers["model"].step()
+        return float_metrics({"loss_cls": loss_cls, "acc_cls": accuracy(logits, y_src)})
+
+
+def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Fraction of argmax predictions equal to ``target`` (a 0-d tensor, no sync)."""
+    return (logits.detach().argmax(dim=1) == target).float().mean()
+
+
+register_method("none")(AdaptationMethod)
+
+
+def domain_labels(
+    n_src: int, x_tgt: torch.Tensor | None, domain_tgt: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Domain index per sample of ``cat([x_src, x_tgt])``: 0 for source, 1 (or ``domain_tgt``)."""
+    if x_tgt is None:
+        raise ConfigError("domain adaptation needs a target batch (x_tgt), got None")
+    device = x_tgt.device
+    src = torch.zeros(n_src, dtype=torch.long, device=device)
+    if domain_tgt is None:
+        tgt = torch.ones(x_tgt.shape[0], dtype=torch.long, device=device)
+    else:
+        tgt = domain_tgt.to(device=device, dtype=torch.long)
+        if tgt.shape != (x_tgt.shape[0],):
+            raise ConfigError(f"domain_tgt must have shape [{x_tgt.shape[0]}]")
+    return torch.cat([src, tgt])
+
+
+def build_optimizers(
+    model: DomainAdaptationModel,
+    method: AdaptationMethod,
+    lr: float = 1e-3,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+) -> dict[str, torch.optim.Optimizer]:
+    """SGD for the backbone (``"model"``) and for the heads (``"heads"``, absent without heads).
+
+    Defaults are the paper's (section 3.1), used for every network.
+
+    Raises:
+        ConfigError: The model's heads do not match the method (built for another one).
+    """
+    has_heads = len(model.heads) > 0
+    if has_heads != (method.make_head(1) is not None):
+        raise ConfigError(
+            f"model heads do not fit method {method.name!r}; build it with method.build_model"
+        )
+
+    def sgd(params) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    optimizers = {"model": sgd(model.backbone.parameters())}
+    if has_heads:
+        optimizers["heads"] = sgd(model.heads.parameters())
+    return optimizers
