@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from pathda.errors import ConfigError
+from pathda.tiling.store import TileStore
 from pathda.train.config import TrainConfig
 
 
@@ -50,37 +49,38 @@ class TileSplits:
         }
 
 
-def split_tiles(store_path: Path, cfg: TrainConfig) -> TileSplits:
-    """Assign the store's tiles to source / validation / target roles, by slide."""
-    root = _open_store(store_path)
-    attrs = dict(root.attrs)
-    slides = attrs["slides"]
-    domains = tuple(attrs["domains"])
-    labels = np.asarray(root["labels"][:])
-    slide_of = np.asarray(root["slide_index"][:])
-    domain_of = np.asarray(root["domain_index"][:])
+def split_tiles(store: TileStore, cfg: TrainConfig) -> TileSplits:
+    """Assign the store's tiles to source / validation / target roles, by slide.
+
+    Default domains: a domain holding any unannotated slide is a target domain (as
+    BACH's 20 unannotated slides); every other domain with labelled tiles is a
+    source domain. ``cfg.source_domains`` / ``cfg.target_domains`` override this.
+    """
+    slides = store.slides
+    labels, slide_of, domain_of = store.labels, store.slide_index, store.domain_index
     labelled = labels >= 0
+    split_of = np.array([s.split or "" for s in slides] or [""], dtype=object)
+    is_test_slide = split_of == "test"
 
     def domain_ids(names: tuple[str, ...]) -> set[int]:
-        unknown = [n for n in names if n not in domains]
+        unknown = [n for n in names if n not in store.domains]
         if unknown:
             raise ConfigError(
-                f"{store_path}: unknown domain(s) {unknown}; the store has {list(domains)}"
+                f"{store.path}: unknown domain(s) {unknown}; the store has {list(store.domains)}"
             )
-        return {domains.index(n) for n in names}
+        return {store.domains.index(n) for n in names}
 
-    split_of = np.array([s.get("split") or "" for s in slides], dtype=object)
-    is_test_slide = split_of == "test"
-    if cfg.source_domains:
-        source_ids = domain_ids(cfg.source_domains)
-    else:
-        source_ids = set(np.unique(domain_of[labelled & ~is_test_slide[slide_of]]).tolist())
-    if not source_ids:
-        raise ConfigError(f"{store_path}: no labelled tiles to train on")
     if cfg.target_domains:
         target_ids = domain_ids(cfg.target_domains)
     else:
-        target_ids = set(range(len(domains))) - source_ids
+        target_ids = {store.domains.index(s.domain) for s in slides if not s.annotation}
+    if cfg.source_domains:
+        source_ids = domain_ids(cfg.source_domains)
+    else:
+        with_labels = labelled & ~is_test_slide[slide_of]
+        source_ids = set(np.unique(domain_of[with_labels]).tolist()) - target_ids
+    if not source_ids:
+        raise ConfigError(f"{store.path}: no labelled source-domain tiles to train on")
     if target_ids & source_ids:
         raise ConfigError("a domain cannot be both source and target")
 
@@ -96,21 +96,21 @@ def split_tiles(store_path: Path, cfg: TrainConfig) -> TileSplits:
     if target_eval.size == 0:
         target_eval = np.flatnonzero(in_target & labelled)
     if source.size == 0:
-        raise ConfigError(f"{store_path}: no labelled source tiles left for training")
+        raise ConfigError(f"{store.path}: no labelled source tiles left for training")
     if cfg.method != "none" and target.size == 0:
         raise ConfigError(
-            f"{store_path}: method '{cfg.method}' needs target-domain tiles; the store's domains "
-            f"are {list(domains)} and all are source. Set target_domains or tile unlabelled slides."
+            f"{store.path}: method '{cfg.method}' needs target-domain tiles; no domain of "
+            f"{list(store.domains)} is a target. Tile unannotated slides or pass --target-domain."
         )
     return TileSplits(
         source=source,
         val=val,
         target=target,
         target_eval=target_eval,
-        source_domains=tuple(domains[i] for i in sorted(source_ids)),
-        target_domains=tuple(domains[i] for i in sorted(target_ids)),
-        class_names=tuple(attrs["class_names"]),
-        val_slides=tuple(str(slides[i]["path"]) for i in val_slide_ids),
+        source_domains=tuple(store.domains[i] for i in sorted(source_ids)),
+        target_domains=tuple(store.domains[i] for i in sorted(target_ids)),
+        class_names=store.class_names,
+        val_slides=tuple(slides[i].path for i in val_slide_ids),
     )
 
 
@@ -126,40 +126,24 @@ def _val_slides(split_of: np.ndarray, labelled_source_slides: np.ndarray, cfg: T
     return np.sort(rng.permutation(candidates)[:n_val]).astype(int)
 
 
-def _open_store(path: Path) -> zarr.Group:
-    from pathda.errors import PathdaError
-
-    try:
-        root = zarr.open_group(str(path), mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        raise PathdaError(f"{path}: tile store not found; create it with `pathda tile`") from None
-    if not root.attrs.get("complete", False):
-        raise PathdaError(f"{path}: tile store is incomplete; rerun the same `pathda tile` command")
-    return root
-
-
 class TileDataset(Dataset):
     """Patches of a tile store as (uint8 HWC tensor, label, domain index).
 
-    The zarr array is opened lazily in each DataLoader worker.
+    ``TileStore`` pickles by path, so each DataLoader worker reopens the store.
     """
 
-    def __init__(self, store_path: Path, indices: np.ndarray, transform=None) -> None:
-        self.store_path = Path(store_path)
+    def __init__(self, store: TileStore, indices: np.ndarray, transform=None) -> None:
+        self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.transform = transform
-        root = _open_store(self.store_path)
-        self._labels = np.asarray(root["labels"][:])[self.indices]
-        self._domains = np.asarray(root["domain_index"][:])[self.indices]
-        self._patches = None
+        self._labels = store.labels[self.indices]
+        self._domains = store.domain_index[self.indices]
 
     def __len__(self) -> int:
         return int(self.indices.size)
 
     def __getitem__(self, i: int):
-        if self._patches is None:
-            self._patches = zarr.open_group(str(self.store_path), mode="r")["patches"]
-        patch = np.asarray(self._patches[int(self.indices[i])])
+        patch = self.store[int(self.indices[i])]
         if self.transform is not None:
             patch = self.transform(image=patch)["image"]
         return (
@@ -167,11 +151,6 @@ class TileDataset(Dataset):
             int(self._labels[i]),
             int(self._domains[i]),
         )
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_patches"] = None  # zarr handles are reopened per worker
-        return state
 
 
 def infinite_batches(loader: DataLoader) -> Iterator:

@@ -11,16 +11,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import zarr
 
 from pathda.adapt import build_optimizers, create_backbone, create_method
-from pathda.annotations import ClassMap
+from pathda.annotations import BACH_CLASSES
 from pathda.atomic import write_json
 from pathda.checkpoint import save_inference_checkpoint
 from pathda.errors import ConfigError, PathdaError
 from pathda.model_input import InputPipeline, stain_transform
 from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
+from pathda.tiling.store import TileStore
 from pathda.train.augment import IMAGENET_MEAN, IMAGENET_STD, training_augmentation
 from pathda.train.config import TrainConfig
 from pathda.train.data import TileDataset, TileSplits, infinite_batches, make_loader, split_tiles
@@ -100,9 +100,10 @@ class _Run:
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
         seed_everything(cfg.seed)  # same init on every rank; data order differs by rank
-        self.splits: TileSplits = split_tiles(cfg.store, cfg)
-        self.store_attrs = dict(zarr.open_group(str(cfg.store), mode="r").attrs)
-        self.patch_size = int(self.store_attrs["patch_size"])
+        self.store = TileStore(cfg.store)
+        self.splits: TileSplits = split_tiles(self.store, cfg)
+        self.store_attrs = self.store.attrs
+        self.patch_size = self.store.patch_size
         self.class_names = self.splits.class_names
         self.stain = self._stain_params()
         self.method = create_method(cfg.method, **self._method_settings())
@@ -149,7 +150,7 @@ class _Run:
 
     def _loader(self, indices: np.ndarray, *, train: bool, seed_offset: int = 0):
         dataset = TileDataset(
-            self.cfg.store, indices, training_augmentation() if train and self.cfg.augment else None
+            self.store, indices, training_augmentation() if train and self.cfg.augment else None
         )
         return make_loader(
             dataset,
@@ -305,12 +306,12 @@ class _Run:
         }
 
     def _export(self, path: Path, epoch: int, record: dict[str, Any]) -> None:
-        class_map = self.store_attrs.get("class_map")
-        if class_map is None:
-            from pathda.annotations import BACH_CLASSES
-
-            class_map = BACH_CLASSES.to_dict()
-        ClassMap.from_dict(class_map)  # validates
+        # Stores are labelled with the BACH class map (aliases only affect reading).
+        if tuple(self.class_names) != BACH_CLASSES.names:
+            raise ConfigError(
+                f"{self.cfg.store}: classes {list(self.class_names)} are not the BACH classes"
+            )
+        class_map = BACH_CLASSES.to_dict()
         meta = {
             "arch": self.cfg.arch,
             "num_classes": len(self.class_names),
