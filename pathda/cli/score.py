@@ -8,8 +8,6 @@ import typer
 from rich.console import Console
 
 from pathda.cli._app import QuietOption, app
-from pathda.evaluation import score_predictions, score_table, write_report
-from pathda.evaluation.grid import parse_size
 
 
 @app.command()
@@ -44,6 +42,9 @@ def score(
     quiet: bool = QuietOption,
 ) -> None:
     """Score predicted label masks against annotations or masks (pairs by slide name)."""
+    from pathda.evaluation import score_predictions, score_table, write_report
+    from pathda.evaluation.grid import parse_size
+
     report = score_predictions(
         pred,
         truth,

@@ -8,10 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pathda.checkpoint import load_inference_checkpoint, resolve_device
 from pathda.cli._app import QuietOption, app
-from pathda.config import build_config, load_yaml
-from pathda.segment import SegmentConfig, segment_slide
 
 
 @app.command()
@@ -54,6 +51,10 @@ def segment(
     quiet: bool = QuietOption,
 ) -> None:
     """Segment slides into normal / benign / in situ / invasive (mask, GeoJSON, overlay)."""
+    from pathda.checkpoint import load_inference_checkpoint, resolve_device
+    from pathda.config import build_config, load_yaml
+    from pathda.segment import SegmentConfig, segment_slide
+
     cli = {
         "stride": stride,
         "batch_size": batch_size,
