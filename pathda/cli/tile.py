@@ -1,0 +1,117 @@
+"""``pathda tile``: cut slides into patches stored in a resumable zarr tile store."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import typer
+
+from pathda.cli._app import QuietOption, app
+
+
+@app.command()
+def tile(
+    inputs: list[str] = typer.Argument(
+        None,
+        help="Slide files, globs (quote them) or CSV manifests (slide,annotation,domain,split).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Tile store folder to write, e.g. tiles.zarr."
+    ),
+    manifest: list[Path] | None = typer.Option(
+        None, "--manifest", help="CSV manifest: slide,annotation,domain,split; repeatable."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML file whose `tile:` section sets defaults."
+    ),
+    mpp: float | None = typer.Option(
+        None, help="Patch resolution, µm/px (default 1.868 = 4 x 0.467)."
+    ),
+    patch_size: int | None = typer.Option(None, help="Patch side, px at --mpp (default 64)."),
+    stride: int | None = typer.Option(
+        None, help="Grid step, px at --mpp (default: patch size; smaller = overlap)."
+    ),
+    min_tissue: float | None = typer.Option(
+        None,
+        help="Keep patches whose tissue share of the area is at least this (0-1, default 0.5).",
+    ),
+    label_rule: str | None = typer.Option(
+        None, help="centre (class at the patch centre, default) | majority."
+    ),
+    label_min_fraction: float | None = typer.Option(
+        None, help="Majority rule: least share of the winning class (0-1, default 0.5)."
+    ),
+    tissue_method: str | None = typer.Option(None, help="otsu-saturation (default) | otsu-od."),
+    tissue_mpp: float | None = typer.Option(
+        None, help="Resolution of the tissue-mask thumbnail, µm/px (default 8)."
+    ),
+    slide_mpp: float | None = typer.Option(
+        None, help="Level-0 µm/px of slides whose files lack (or misstate) it."
+    ),
+    annotation_dir: Path | None = typer.Option(
+        None, help="Folder of <slide stem>.xml|.geojson annotations (default: beside each slide)."
+    ),
+    domain: str | None = typer.Option(
+        None, help="Domain of path inputs (default: source if annotated, else target)."
+    ),
+    split: str | None = typer.Option(None, help="Split of path inputs (default train)."),
+    class_alias: list[str] | None = typer.Option(
+        None, "--class-alias", help="Extra label name, NAME=CLASS; repeatable."
+    ),
+    workers: int | None = typer.Option(None, help="Parallel readers (default: one per core)."),
+    parallel: str | None = typer.Option(None, help="thread (default) | process."),
+    append: bool = typer.Option(False, "--append", help="Add slides to an existing store."),
+    stain: str | None = typer.Option(
+        None, help="Stain normalisation: macenko | reinhard | vahadane."
+    ),
+    stain_reference: Path | None = typer.Option(
+        None, help="Reference image the stain normaliser is fitted to."
+    ),
+    preview: bool = typer.Option(
+        False, "--preview", help="PNG per slide: tiles coloured by label."
+    ),
+    quiet: bool = QuietOption,
+) -> None:
+    """Tile slides (+ annotations) into a zarr tile store; rerun the same command to resume."""
+    from pathda.config import build_config, load_yaml
+    from pathda.errors import ConfigError
+    from pathda.tiling import TileConfig, tile_slides
+
+    sources = [*(inputs or []), *(str(m) for m in manifest or [])]
+    if not sources:
+        raise ConfigError("no slides given; pass slide files, globs or --manifest CSV")
+    cli = {
+        "mpp": mpp,
+        "patch_size": patch_size,
+        "stride": stride,
+        "min_tissue": min_tissue,
+        "label_rule": label_rule,
+        "label_min_fraction": label_min_fraction,
+        "tissue_method": tissue_method,
+        "tissue_mpp": tissue_mpp,
+        "slide_mpp": slide_mpp,
+        "annotation_dir": annotation_dir,
+        "domain": domain,
+        "split": split,
+        "class_aliases": tuple(class_alias) if class_alias else None,
+        "workers": workers,
+        "parallel": parallel,
+        "append": append or None,
+        "stain": stain,
+        "stain_reference": stain_reference,
+        "preview": preview or None,
+    }
+    yaml_layer = load_yaml(config, "tile") if config else None
+    cfg = build_config(TileConfig, yaml_layer, cli, source=str(config or "command line"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _show_warning
+        store = tile_slides(sources, out, cfg, quiet=quiet)
+    if not quiet:
+        typer.echo(f"wrote {store}", err=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"pathda: warning: {message}", file=sys.stderr)
