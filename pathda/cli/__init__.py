@@ -12,6 +12,7 @@ import sys
 import warnings
 
 import click
+import typer._click as typer_click  # typer >= 0.20 vendors its own copy of click
 
 from pathda.cli._app import app
 from pathda.errors import PathdaError
@@ -39,10 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     except PathdaError as err:
         print(f"pathda: error: {err}", file=sys.stderr)
         sys.exit(2)
-    except click.ClickException as err:  # usage errors: click prints them, exit code 2
+    except (click.ClickException, typer_click.ClickException) as err:  # usage errors: exit 2
         err.show()
         sys.exit(err.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, typer_click.exceptions.Abort, KeyboardInterrupt):
         print("pathda: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)
