@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pathda.annotations import ClassMap, write_geojson, write_imagescope_xml
 from pathda.atomic import atomic_path
 from pathda.checkpoint import load_inference_checkpoint, resolve_device
 from pathda.errors import ConfigError
 from pathda.model_input import InputPipeline, stain_transform
+from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
 from pathda.segment import grid
 from pathda.segment.config import SegmentConfig, SegmentResult
@@ -211,7 +211,7 @@ def _infer(
         prepare = InputPipeline(
             meta["normalise"]["mean"], meta["normalise"]["std"], stain_transform(meta.get("stain"))
         )
-        with _progress(quiet) as progress:
+        with make_progress(quiet) as progress:
             task = progress.add_task(slide.path.name, total=len(plan.origins))
             for indices, probs in predict_batches(model, loader, prepare, device):
                 stitcher.add(plan.origins[indices], probs)
@@ -289,15 +289,3 @@ def _resolve_config(config: SegmentConfig | None, options: Mapping[str, Any]) ->
             f"unknown segment option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
         )
     return dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("patches"),
-        TimeRemainingColumn(),
-        disable=quiet,
-        transient=False,
-    )

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pathda.errors import ConfigError
+from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
 from pathda.tiling.config import TileConfig
 from pathda.tiling.lock import store_lock
@@ -206,7 +206,7 @@ def _write_tiles(
     total = sum(p.n_tiles for _, p in plans)
     with (
         BlockReader(config.parallel, config.workers, normaliser) as reader,
-        _progress(quiet) as progress,
+        make_progress(quiet) as progress,
     ):
         overall = progress.add_task("all slides", total=total)
         results: Iterator = reader.map(jobs)
@@ -237,14 +237,3 @@ def _write_tiles(
                 stain_fallbacks=fallbacks,
             )
             progress.remove_task(task)
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=quiet,
-        transient=False,
-    )

@@ -36,13 +36,11 @@ from pathda.train.history import MetricsLog, plot_curves
 from pathda.train.state import load_state, restore_rng, save_state, seed_everything
 
 MODEL_FILE = "model.pt"
+SELECTED_FILE = "selected.json"  # metrics of the epoch that model.pt holds
 
 
 class TrainingDivergedError(PathdaError):
     """The loss became NaN or infinite."""
-
-
-SELECTED_FILE = "selected.json"  # metrics of the epoch that model.pt holds
 
 
 @dataclass
