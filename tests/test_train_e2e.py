@@ -123,7 +123,7 @@ def test_resume_after_kill_9(synthetic_store, tmp_path):
         "--epochs",
         "3",
         "--steps-per-epoch",
-        "4",
+        "30",  # long enough that epoch 2 cannot finish between the poll and the kill
         "--batch-size",
         "8",
         "--workers",
@@ -135,8 +135,8 @@ def test_resume_after_kill_9(synthetic_store, tmp_path):
     while not (out / "last.pt").exists():  # the end of epoch 1 is checkpointed
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.monotonic() < deadline
-        time.sleep(0.2)
-    time.sleep(1.0)  # now mid-way through epoch 2
+        time.sleep(0.05)
+    time.sleep(0.2)  # now early in epoch 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
