@@ -147,3 +147,19 @@ def test_resume_after_kill_9(synthetic_store, tmp_path):
     assert epochs == [0, 1, 2]  # every epoch exactly once
     assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 2
     load_inference_checkpoint(out / "model.pt")
+
+
+def test_stain_params_on_the_fly_reach_the_checkpoint(synthetic_store, tmp_path):
+    from pathda.stain import fit_normaliser, save_params
+    from pathda.tiling import TileStore
+
+    reference = TileStore(synthetic_store).read_patches(range(16)).reshape(-1, 32, 3)
+    params = tmp_path / "stain.json"
+    save_params(fit_normaliser("reinhard", reference[None]), params)
+    train(
+        _cfg(synthetic_store, epochs=1, steps_per_epoch=1, stain_params=params),
+        tmp_path / "run",
+        quiet=True,
+    )
+    _, meta = load_inference_checkpoint(tmp_path / "run" / "model.pt")
+    assert meta["stain"]["method"] == "reinhard"  # inference normalises as training did

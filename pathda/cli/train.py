@@ -34,10 +34,10 @@ def train(
     n_critic: int | None = typer.Option(None, help="L-WASS critic steps per generator step."),
     source_domain: list[str] | None = typer.Option(None, "--source-domain", help="Repeatable."),
     target_domain: list[str] | None = typer.Option(None, "--target-domain", help="Repeatable."),
-    stain_on_the_fly: bool | None = typer.Option(
+    stain_params: Path | None = typer.Option(
         None,
-        "--stain-on-the-fly/--no-stain-on-the-fly",
-        help="Normalise batches with the store's fitted stain parameters.",
+        "--stain-params",
+        help="Stain parameters JSON (`pathda stain fit`) applied to batches on the fly.",
     ),
     augment: bool | None = typer.Option(None, "--augment/--no-augment"),
     workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
@@ -69,7 +69,7 @@ def train(
         "n_critic": n_critic,
         "source_domains": tuple(source_domain) if source_domain else None,
         "target_domains": tuple(target_domain) if target_domain else None,
-        "stain_on_the_fly": stain_on_the_fly,
+        "stain_params": stain_params,
         "augment": augment,
         "num_workers": workers,
         "device": device,

@@ -48,7 +48,9 @@ class TrainConfig:
     select_last_fraction: float = 0.3
     # input pipeline
     augment: bool = True
-    stain_on_the_fly: bool = False  # apply the store's fitted stain normaliser to every batch
+    # Stain parameters (`pathda stain fit` JSON) applied to every batch on the fly; for
+    # stores tiled without --stain. A store tiled with --stain is already normalised.
+    stain_params: Path | None = None
     num_workers: int = 2
     # runtime
     seed: int = 0

@@ -117,7 +117,8 @@ class _Run:
         self.optimizers = {k: AllReduceOptimizer(o, ctx) for k, o in opts.items()}
         self.mean = tuple(backbone.pretrained_cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(backbone.pretrained_cfg.get("std", IMAGENET_STD))
-        self.prepare = InputPipeline(self.mean, self.std, stain_transform(self.stain))
+        on_the_fly = stain_transform(self.stain) if self.stain_on_the_fly else None
+        self.prepare = InputPipeline(self.mean, self.std, on_the_fly)
 
     # -- setup --------------------------------------------------------------------------
     def _method_settings(self) -> dict[str, Any]:
@@ -136,15 +137,24 @@ class _Run:
         return settings
 
     def _stain_params(self) -> dict[str, Any] | None:
-        """Fitted normaliser of the store (``to_dict()`` form), applied on the fly if asked."""
-        stain = self.store_attrs.get("stain")
-        if not self.cfg.stain_on_the_fly:
-            return None
-        if not stain:
+        """Fitted stain parameters (``to_dict()`` form) that inference must apply.
+
+        Tiles normalised at tiling time carry the store's parameters; ``stain_params``
+        normalises raw tiles on the fly (``on_the_fly`` says whether batches need it).
+        """
+        stored = (self.store_attrs.get("stain") or {}).get("params")
+        if self.cfg.stain_params is None:
+            self.stain_on_the_fly = False
+            return stored
+        if stored:
             raise ConfigError(
-                f"{self.cfg.store}: stain_on_the_fly needs a store tiled with --stain"
+                f"{self.cfg.store}: tiles are already stain-normalised at tiling time; "
+                "drop --stain-params (it would normalise twice)"
             )
-        return stain["params"]
+        from pathda.stain import load_params
+
+        self.stain_on_the_fly = True
+        return load_params(self.cfg.stain_params).to_dict()
 
     def _loader(self, indices: np.ndarray, *, train: bool, seed_offset: int = 0):
         dataset = TileDataset(
@@ -319,7 +329,7 @@ class _Run:
             "patch_size": self.patch_size,
             # Tiles were normalised at tiling time or on the fly: either way inference
             # must normalise with the same fitted parameters.
-            "stain": (self.store_attrs.get("stain") or {}).get("params"),
+            "stain": self.stain,
             "normalise": {"mean": list(self.mean), "std": list(self.std)},
             "provenance": {
                 **provenance(self.cfg, slides=[], mpp=self.store_attrs["mpp"]),
