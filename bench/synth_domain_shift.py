@@ -6,7 +6,7 @@ a small CNN on lab-a training slides and prints its patch accuracy on a held-out
 each domain. The drop from lab-a to lab-b is the shift domain adaptation has to undo.
 
 Usage:
-    python bench/synth_domain_shift.py [--size 4096] [--train 3] [--epochs 6]
+    python bench/synth_domain_shift.py [--size 4096] [--train 3] [--epochs 10] [--lr 1e-3]
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--train", type=int, default=3, help="lab-a training slides")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -88,7 +89,7 @@ def main() -> None:
     print(f"slides written and cut in {time.perf_counter() - t0:.0f} s")
     print(f"train patches: {len(y_train)} per class {np.bincount(y_train, minlength=4).tolist()}")
     model = small_cnn()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     weights = torch.tensor(len(y_train) / (4 * np.bincount(y_train, minlength=4).clip(1)))
     loss_fn = nn.CrossEntropyLoss(weight=weights.float())
     xt, yt = to_tensor(x_train), torch.from_numpy(y_train)

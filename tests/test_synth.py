@@ -128,6 +128,8 @@ def test_unknown_domain_lists_names(tmp_path) -> None:
         synthesise_slides(tmp_path, domain="lab-z")
     with pytest.raises(ConfigError):
         get_domain("nope")
+    with pytest.raises(ConfigError, match="choose one of"):
+        DOMAINS["nope"]
     assert {"lab-a", "lab-b", "scanner-c"} <= set(DOMAINS)
 
 

@@ -74,7 +74,15 @@ class DomainPreset:
         )
 
 
-DOMAINS: dict[str, DomainPreset] = {}
+class DomainRegistry(dict[str, DomainPreset]):
+    """Name -> preset; looking up an unknown name raises ConfigError listing the known ones."""
+
+    def __missing__(self, name: str) -> DomainPreset:
+        known = ", ".join(sorted(self))
+        raise ConfigError(f"unknown synthetic domain {name!r}; choose one of: {known}")
+
+
+DOMAINS = DomainRegistry()
 """Domain name -> preset. Add one with :func:`register_domain`."""
 
 
@@ -92,11 +100,7 @@ def get_domain(name: str | DomainPreset) -> DomainPreset:
     """
     if isinstance(name, DomainPreset):
         return name
-    try:
-        return DOMAINS[name]
-    except KeyError:
-        known = ", ".join(sorted(DOMAINS))
-        raise ConfigError(f"unknown synthetic domain {name!r}; choose one of: {known}") from None
+    return DOMAINS[name]
 
 
 def with_changes(preset: DomainPreset, **changes: object) -> DomainPreset:

@@ -200,7 +200,8 @@ def label_mask(layout: SlideLayout, downsample: int) -> np.ndarray:
 
 
 def _sidecar(slide, preset, layout, tile_size, mask_downsample, labels) -> dict:
-    counts = np.bincount(labels.ravel(), minlength=len(BACH_CLASSES))
+    # Per class, not np.bincount: that would copy a 50k-slide mask to int64 (300+ MB).
+    counts = np.array([np.count_nonzero(labels == c) for c in range(len(BACH_CLASSES))])
     record = provenance(
         config={
             "generator": "pathda.synth.synthesise_slides",
