@@ -20,6 +20,7 @@ from pathda.errors import MppUnknownError
 # A level is usable for a target resolution if it is at most this much coarser
 # (float noise in reported downsamples, e.g. 3.99997 instead of 4).
 _DOWNSAMPLE_TOLERANCE = 1e-3
+_THUMBNAIL_STRIP_PX = 512  # output rows per read when making a thumbnail
 
 
 class Slide(ABC):
@@ -145,8 +146,15 @@ class Slide(ABC):
             mpp / self.require_mpp() if mpp is not None else max(w0, h0) / float(max_size)  # type: ignore[arg-type]
         )
         downsample = max(downsample, 1.0)  # a thumbnail is never larger than level 0
-        size = (max(1, round(w0 / downsample)), max(1, round(h0 / downsample)))
-        return self.read_at_downsample((0, 0), size, downsample)
+        width, height = max(1, round(w0 / downsample)), max(1, round(h0 / downsample))
+        # Read in strips of rows: one read of the whole pyramid level (plus its resized
+        # copy) would hold several full-size images at once on large slides.
+        out = np.empty((height, width, 3), np.uint8)
+        for top in range(0, height, _THUMBNAIL_STRIP_PX):
+            rows = min(_THUMBNAIL_STRIP_PX, height - top)
+            location = (0, round(top * downsample))
+            out[top : top + rows] = self.read_at_downsample(location, (width, rows), downsample)
+        return out
 
     # -- lifecycle ----------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - backends without handles need nothing

@@ -145,7 +145,7 @@ def plan_slide(
         long_side_um = max(dims) * slide_mpp
         thumb_mpp = max(slide_mpp, min(params.mpp, long_side_um / _MIN_THUMBNAIL_PX))
         thumb_mpp = max(thumb_mpp, long_side_um / _MAX_THUMBNAIL_PX)
-        thumbnail = read_thumbnail(slide, thumb_mpp)
+        thumbnail = slide.thumbnail(mpp=thumb_mpp)
         # Pixels read from the pyramid per target pixel (> 1 when no level matches the
         # target): read blocks shrink by this so one read stays ~block_px level pixels.
         target_ds = config.mpp / slide_mpp
@@ -202,20 +202,6 @@ def plan_slide(
         colours = np.asarray(class_map.colors, np.uint8)
         save_png(preview_png, render_preview(thumbnail, thumb_mpp / slide_mpp, plan, colours))
     return plan
-
-
-def read_thumbnail(slide: Slide, mpp: float, strip_px: int = 512) -> np.ndarray:
-    """Whole slide at ``mpp`` µm/px (the size ``Slide.thumbnail`` gives), read in strips
-    of ``strip_px`` rows so peak memory stays near the thumbnail's own size."""
-    downsample = mpp / slide.require_mpp()
-    w0, h0 = slide.dimensions
-    width, height = max(1, round(w0 / downsample)), max(1, round(h0 / downsample))
-    out = np.empty((height, width, 3), np.uint8)
-    for top in range(0, height, strip_px):
-        rows = min(strip_px, height - top)
-        location = (0, round(top * downsample))
-        out[top : top + rows] = slide.read_at_downsample(location, (width, rows), downsample)
-    return out
 
 
 def _label_tiles(annotations, class_map, dims, grid, x, y, config, source) -> np.ndarray:
