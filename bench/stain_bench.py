@@ -26,7 +26,7 @@ from rich.table import Table
 
 from pathda.stain import create_normaliser
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/he/OS-1-detail.ome.tif"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests/data/he/OS-1-detail.ome.tif"
 TILE = 256
 
 

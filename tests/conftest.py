@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to ../shared fixtures, and skipping of GPU-only tests."""
+"""Shared fixtures: the vendored real files in tests/data, and skipping of GPU-only tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "data"
+
+
+def fixture_manifest() -> dict[str, str]:
+    """``{relative path: sha256}`` of every vendored fixture, from ``tests/data/SHA256SUMS``."""
+    lines = (FIXTURES / "SHA256SUMS").read_text().splitlines()
+    return {name: digest for digest, name in (line.split(maxsplit=1) for line in lines if line)}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -23,10 +29,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """``../shared/fixtures``; tests using it skip when the folder is absent."""
-    if not SHARED_FIXTURES.is_dir():
-        pytest.skip(f"real fixtures not found at {SHARED_FIXTURES}")
-    return SHARED_FIXTURES
+    """``tests/data``: real slides vendored in the repository (see its README).
+
+    A missing file fails the test that asked for it: the suite never silently runs fewer tests.
+    """
+    missing = [name for name in fixture_manifest() if not (FIXTURES / name).is_file()]
+    if missing:
+        pytest.fail(f"test fixtures missing from {FIXTURES}: {', '.join(missing)}")
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")

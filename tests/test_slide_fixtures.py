@@ -1,4 +1,4 @@
-"""Every real fixture in ../shared/fixtures reads as its README says, and bad files fail clearly."""
+"""Every real fixture in tests/data reads as its README says, and bad files fail clearly."""
 
 from __future__ import annotations
 

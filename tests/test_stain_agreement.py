@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import staintools
 import torch
 
 from pathda.stain import create_normaliser
 from pathda.stain.optical_density import rgb_to_od, stain_concentrations
-
-staintools = pytest.importorskip("staintools")
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +64,13 @@ def test_torch_matches_staintools(he, method, altered):
     ours = normaliser.transform(tiles)
     assert normaliser.fallback_count == 0
     stats = _stats(ours, _staintools_transform(method, reference, tiles))
-    # Measured: median 0, p99 0, max 1 (Macenko: float32 vs float64 rounding before the
-    # truncation to 8 bits); Reinhard is bit-exact.
+    # Measured on an AMD EPYC with AVX2 (opencv-python 5.1.0.95): median 0, p99 0, max 1
+    # (Macenko: float32 vs float64 rounding before the truncation to 8 bits); Reinhard max 0.
+    # Not asserted exact: staintools goes through cv2's LAB, whose rounding differs by one
+    # level on some CPUs (see test_stain_opencv_lab), and a level of LAB is up to ~3 of RGB.
     assert stats["median"] <= 2
     assert stats["p99"] <= 1
-    assert stats["max"] <= (3 if method == "macenko" else 0)
+    assert stats["max"] <= 3
 
 
 def test_fitted_reference_parameters_match_staintools(he):

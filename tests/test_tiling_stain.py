@@ -8,14 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pathda import stain
 from pathda.errors import ConfigError
 from pathda.provenance import to_jsonable
 from pathda.synth import synthesise_slides
 from pathda.tiling import TileConfig, TileStore, tile_slides
-
-stain = pytest.importorskip("pathda.stain")
-if not hasattr(stain, "fit_normaliser"):  # pragma: no cover - until pathda.stain lands
-    pytest.skip("pathda.stain.fit_normaliser not available yet", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
