@@ -142,3 +142,12 @@ def test_format_length():
     assert format_length(7.984) == "7.98 µm"
     assert format_length(250.0) == "250 µm"
     assert format_length(25_000.0) == "25.00 mm"
+
+
+def test_thumbnail_into_a_folder_that_does_not_exist_yet(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "s.ome.tif"
+    tifffile.imwrite(path, np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    folder = tmp_path / "newdir"
+    code, _, err = run(["info", str(path), "--thumbnail", f"{folder}/"], capsys, monkeypatch)
+    assert code == 0, err
+    assert (folder / "s_thumb.png").is_file()  # named by the slide stem rule

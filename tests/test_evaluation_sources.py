@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pathda.evaluation import ScoreInputError
-from pathda.evaluation.sources import discover_sources, pair_sources, slide_stem
+from pathda.evaluation.sources import discover_sources, label_stem, pair_sources
 
 
 def _png(path: Path, shape=(4, 6)) -> Path:
@@ -43,13 +43,16 @@ def _segment_folder(root: Path, stem: str, complete: object = True) -> Path:
         ("A01-mask.tif", "A01"),
         ("A01.mask.ome.tif", "A01"),
         ("A01.ome.tiff", "A01"),
+        ("A01.ome.xml", "A01"),
+        ("A01.OME.geojson", "A01"),
+        ("A01.ome_mask.png", "A01"),
         ("A01.summary.json", "A01"),
         ("slide.v2.PNG", "slide.v2"),
         ("mask.png", "mask"),
     ],
 )
-def test_slide_stem(name, stem):
-    assert slide_stem(name) == stem
+def test_label_stem(name, stem):
+    assert label_stem(name) == stem
 
 
 def test_folder_with_segment_outputs_and_loose_files(tmp_path):
@@ -74,6 +77,9 @@ def test_folder_with_segment_outputs_and_loose_files(tmp_path):
 
 def test_slide_folder_itself_is_accepted_and_its_mask_not_counted_twice(tmp_path):
     folder = _segment_folder(tmp_path, "A01")
+    # segment also writes these beside the summary; they are its outputs, not more inputs
+    (folder / "A01.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    (folder / "A01.xml").write_text("<Annotations/>")
     [source] = discover_sources([folder], "prediction")
     assert source.kind == "segment"
 

@@ -15,6 +15,7 @@ from pathda.cli import main
 from pathda.errors import ConfigError
 from pathda.synth import DOMAINS, SynthSlide, get_domain, make_montage, synthesise_slides
 from pathda.synth.writer import pyramid_dimensions
+from pathda.tiling.manifest import resolve_inputs
 
 SIZE = (1280, 1024)
 
@@ -121,6 +122,14 @@ def test_no_annotation_and_prefix(tmp_path) -> None:
     assert s.image.name == "x_00.tiff"
     assert s.mask.exists()
     assert not list(tmp_path.glob("*.xml"))
+
+
+def test_pathda_tiles_its_own_unannotated_output(tmp_path) -> None:
+    """The provenance sidecar is ``.synth.json``, never taken for the slide's annotation."""
+    (s,) = synthesise_slides(tmp_path, n=1, size=(256, 256), annotate=False, quiet=True)
+    assert s.sidecar.name == "lab-a_00.synth.json"
+    [spec] = resolve_inputs([s.image])
+    assert (spec.annotation, spec.domain) == (None, "target")
 
 
 def test_unknown_domain_lists_names(tmp_path) -> None:

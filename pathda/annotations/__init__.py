@@ -14,7 +14,7 @@ from pathda.annotations.geojson import write_geojson
 from pathda.annotations.imagescope import write_imagescope_xml
 from pathda.annotations.model import Annotation, annotation_bounds, integer_bounds
 from pathda.annotations.rasterise import check_within_slide, polygon_mask, rasterise
-from pathda.annotations.read import read_annotations
+from pathda.annotations.read import is_annotation_file, read_annotations
 
 __all__ = [
     "BACH_CLASSES",
@@ -23,6 +23,7 @@ __all__ = [
     "annotation_bounds",
     "check_within_slide",
     "integer_bounds",
+    "is_annotation_file",
     "parse_class_aliases",
     "polygon_mask",
     "rasterise",

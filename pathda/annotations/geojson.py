@@ -49,6 +49,15 @@ def parse_geojson(path: Path, data: Any) -> list[Annotation]:
     return annotations
 
 
+def is_geojson(data: Any) -> bool:
+    """Whether decoded JSON has the shape ``parse_geojson`` reads (Features, however wrapped)."""
+    if isinstance(data, Mapping):
+        return data.get("type") in {"FeatureCollection", "Feature"}
+    return isinstance(data, list) and all(
+        isinstance(f, Mapping) and f.get("type") == "Feature" for f in data
+    )
+
+
 def write_geojson(
     path: str | Path,
     annotations: Sequence[Annotation],

@@ -7,12 +7,36 @@ from pathlib import Path
 
 from pathda.annotations import asap, imagescope
 from pathda.annotations._xml import parse_xml_root
-from pathda.annotations.geojson import parse_geojson
+from pathda.annotations.geojson import is_geojson, parse_geojson
 from pathda.annotations.model import Annotation
 from pathda.errors import AnnotationError
 
 XML_SUFFIXES = {".xml"}
 JSON_SUFFIXES = {".geojson", ".json"}
+
+
+def is_annotation_file(path: str | Path) -> bool:
+    """Whether ``path`` is worth reading as annotations when looking for a slide's labels.
+
+    ``.xml`` and ``.geojson`` files are; a ``.json`` file only when it holds GeoJSON (or is
+    empty), so a sidecar such as a provenance ``.json`` beside a slide is never taken for
+    its annotation. A ``.json`` that is not valid JSON is (reading it then names the
+    fault, rather than a broken annotation passing as an unlabelled slide).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in XML_SUFFIXES or suffix == ".geojson":
+        return path.is_file()
+    if suffix != ".json":
+        return False
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return False
+    try:
+        return not content.strip() or is_geojson(json.loads(content))
+    except ValueError:
+        return True
 
 
 def read_annotations(path: str | Path) -> list[Annotation]:

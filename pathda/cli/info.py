@@ -14,6 +14,7 @@ from pathda.atomic import atomic_path
 from pathda.cli._app import QuietOption, app
 from pathda.errors import PathdaError
 from pathda.slide import Slide, available_backends, open_slide
+from pathda.slide.naming import slide_stem
 
 # Size of thumbnails of slides whose resolution is unknown (longest side, px).
 _THUMBNAIL_MAX_SIZE_NO_MPP = 2048
@@ -72,13 +73,14 @@ def info(
 
 def _thumbnail_paths(slides: list[Path], target: Path) -> list[Path]:
     """One output file per slide: ``target`` itself for one slide, else inside a folder."""
-    if len(slides) == 1 and not target.is_dir():
+    # A name without an extension is a folder to create ("--thumbnail newdir/").
+    if len(slides) == 1 and not target.is_dir() and target.suffix:
         if target.suffix.lower() not in Image.registered_extensions():
             raise PathdaError(f"{target}: give an image file name such as thumb.png, or a folder")
         return [target]
     if target.exists() and not target.is_dir():
         raise PathdaError(f"{target}: with several slides --thumbnail must be a folder")
-    stems = [p.stem for p in slides]
+    stems = [slide_stem(p) for p in slides]
     if len(set(stems)) != len(stems):
         raise PathdaError(f"{target}: several slides share a file stem; run them separately")
     target.mkdir(parents=True, exist_ok=True)

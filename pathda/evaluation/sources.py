@@ -18,20 +18,13 @@ from typing import Literal
 
 from pathda._types import IntPair
 from pathda.evaluation._errors import ScoreInputError
+from pathda.slide.naming import slide_stem, strip_ome
 
 SourceKind = Literal["segment", "mask", "annotations"]
 
 SUMMARY_SUFFIX = ".summary.json"
 MASK_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png")
 ANNOTATION_SUFFIXES = (".xml", ".geojson")
-# Longest first, so ".mask.ome.tif" is stripped whole before ".tif" could match.
-_STEM_SUFFIXES = (
-    SUMMARY_SUFFIX,
-    ".mask.ome.tiff",
-    ".mask.ome.tif",
-    *MASK_SUFFIXES,
-    *ANNOTATION_SUFFIXES,
-)
 _MASK_TAILS = (".mask", "_mask", "-mask")
 _SEGMENT_MASK_GLOBS = ("*.mask.ome.tif", "*.mask.ome.tiff")
 
@@ -61,17 +54,20 @@ class LabelSource:
     mpp: float | None = None
 
 
-def slide_stem(name: str) -> str:
-    """Slide name of a file: ``A01.xml``, ``A01_mask.png``, ``A01.mask.ome.tif`` -> ``A01``."""
-    lower = name.lower()
-    for suffix in _STEM_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
+def label_stem(name: str) -> str:
+    """Slide of a label file by the one stem rule (``pathda.slide.naming``), mask tag dropped.
+
+    ``A01.xml``, ``A01.ome.xml``, ``A01_mask.png``, ``A01.mask.ome.tif`` and
+    ``A01.summary.json`` all give ``A01``.
+    """
+    if name.lower().endswith(SUMMARY_SUFFIX) and len(name) > len(SUMMARY_SUFFIX):
+        stem = strip_ome(name[: -len(SUMMARY_SUFFIX)])
+    else:
+        stem = slide_stem(name)
     for tail in _MASK_TAILS:
-        if name.lower().endswith(tail) and len(name) > len(tail):
-            return name[: -len(tail)]
-    return name
+        if stem.lower().endswith(tail) and len(stem) > len(tail):
+            return strip_ome(stem[: -len(tail)])
+    return stem
 
 
 def discover_sources(paths: Iterable[str | Path], role: str) -> list[LabelSource]:
@@ -162,7 +158,7 @@ def read_segment_summary(summary: Path) -> LabelSource:
         raise ScoreInputError(f"{summary}: mask file {mask} not found; re-run pathda segment")
     mpp = data.get("mpp")
     return LabelSource(
-        stem=slide_stem(summary.name),
+        stem=label_stem(summary.name),
         kind="segment",
         path=summary,
         mask_path=mask,
@@ -178,9 +174,9 @@ def _file_source(path: Path, role: str) -> LabelSource:
     if lower.endswith(SUMMARY_SUFFIX):
         return read_segment_summary(path)
     if lower.endswith(MASK_SUFFIXES):
-        return LabelSource(slide_stem(path.name), "mask", path, mask_path=path)
+        return LabelSource(label_stem(path.name), "mask", path, mask_path=path)
     if lower.endswith(ANNOTATION_SUFFIXES):
-        return LabelSource(slide_stem(path.name), "annotations", path)
+        return LabelSource(label_stem(path.name), "annotations", path)
     raise ScoreInputError(
         f"{path}: unknown {role} file type; expected a label mask ({', '.join(MASK_SUFFIXES)}), "
         f"annotations ({', '.join(ANNOTATION_SUFFIXES)}) or a segment {SUMMARY_SUFFIX}"
@@ -188,8 +184,14 @@ def _file_source(path: Path, role: str) -> LabelSource:
 
 
 def _scan_folder(folder: Path, role: str) -> list[LabelSource]:
-    """Sources in ``folder``: segment summaries in it or in its sub-folders, then loose files."""
+    """Sources in ``folder``: segment summaries in it or in its sub-folders, then loose files.
+
+    A folder holding a summary is one ``pathda segment`` slide folder (``seg/<stem>``): its
+    other files (mask, GeoJSON, XML) are that summary's outputs, not more inputs.
+    """
     sources = [read_segment_summary(p) for p in sorted(folder.glob(f"*{SUMMARY_SUFFIX}"))]
+    if sources:
+        return sources
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p)):
         summaries = sorted(sub.glob(f"*{SUMMARY_SUFFIX}"))
         if summaries:

@@ -35,6 +35,7 @@ from pathda.segment.export_tiff import write_label_ome_tiff
 from pathda.segment.overlay import OVERLAY_MAX_SIDE, blend_labels, write_overlay_png
 from pathda.segment.stitch import ProbabilityStitcher, ZarrProbabilityWriter
 from pathda.slide import Slide, open_slide
+from pathda.slide.naming import slide_stem
 from pathda.tiling.grid import tissue_fractions
 from pathda.tiling.tissue import detect_tissue
 
@@ -83,7 +84,7 @@ def segment_slide(
         t_plan = time.perf_counter()
         plan = _plan(slide, meta, cfg)
         t_infer = time.perf_counter()
-        stem = slide_stem(Path(slide_path))
+        stem = slide_stem(slide_path)
         final = Path(out_dir) / stem
         final.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(final) as tmp:
@@ -116,12 +117,6 @@ def segment_slide(
         seconds=summary["seconds"],
         summary_data=summary,
     )
-
-
-def slide_stem(path: Path) -> str:
-    """Output name of a slide: file name without its extension (and without ``.ome``)."""
-    stem = path.name.rsplit(".", 1)[0] if "." in path.name[1:] else path.name
-    return stem[: -len(".ome")] if stem.lower().endswith(".ome") else stem
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Synthetic H&E whole-slide images with ground truth and controllable domain shift.
 
 ``synthesise_slides`` writes pyramidal JPEG TIFFs (OpenSlide ``generic-tiff``) with a
-BACH-like ImageScope XML annotation, a ground-truth label mask and a JSON sidecar. The
+BACH-like ImageScope XML annotation, a ground-truth label mask and a ``.synth.json`` sidecar. The
 tissue (normal stroma, fat and lobules; benign glands; in situ ducts; invasive nests)
 depends only on the seed; the domain (``DOMAINS``) sets how it is stained and scanned.
 

@@ -15,11 +15,14 @@ from pathda.annotations import BACH_CLASSES, rasterise, write_imagescope_xml
 from pathda.atomic import atomic_path, write_json
 from pathda.errors import ConfigError
 from pathda.provenance import provenance
+from pathda.slide.naming import slide_stem
 from pathda.synth.domains import DomainPreset, get_domain
 from pathda.synth.layout import BACH_XML_CLASSES, SlideLayout, make_layout
 from pathda.synth.render import render_tile
 from pathda.synth.scene import build_scene
 from pathda.synth.writer import tiff_description, write_pyramid_tiff
+
+SIDECAR_SUFFIX = ".synth.json"
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,16 @@ class SynthSlide:
 
     @property
     def sidecar(self) -> Path:
-        """The JSON file with provenance and generator parameters."""
-        return self.image.with_suffix(".json")
+        """The JSON file with provenance and generator parameters, ``<stem>.synth.json``.
+
+        Not ``<stem>.json``: annotation discovery looks for ``<stem>.json`` GeoJSON.
+        """
+        return sidecar_path(self.image)
+
+
+def sidecar_path(image: Path) -> Path:
+    """Where the provenance sidecar of a synthetic slide ``image`` lives."""
+    return image.with_name(f"{slide_stem(image)}{SIDECAR_SUFFIX}")
 
 
 def synthesise_slides(

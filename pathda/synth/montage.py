@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pathda.atomic import atomic_path
 from pathda.errors import ConfigError, SlideOpenError
+from pathda.synth.generate import sidecar_path
 
 
 def make_montage(
@@ -80,7 +81,7 @@ def _column(slide: object, thumb_px: int, crop_px: int) -> tuple[str, Image.Imag
 
 
 def _domain_from_sidecar(path: Path) -> str | None:
-    sidecar = path.with_suffix(".json")
+    sidecar = sidecar_path(path)
     try:
         return json.loads(sidecar.read_text())["config"]["domain"]["name"]
     except (OSError, ValueError, KeyError, TypeError):

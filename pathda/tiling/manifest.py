@@ -5,8 +5,9 @@ A manifest is a CSV file with a header row and the columns ``slide`` (required),
 Relative paths in it are resolved against the CSV file's folder. An empty annotation
 means an unlabelled (target-domain) slide.
 
-For a plain path or glob the annotation is ``<stem>.xml``, ``<stem>.geojson`` or
-``<stem>.json`` (first found, in that order) in ``annotation_dir``, or next to the slide.
+For a plain path or glob the annotation is ``<stem>.xml``, ``<stem>.geojson`` or a GeoJSON
+``<stem>.json`` (first found, in that order) in ``annotation_dir``, or next to the slide;
+``<stem>`` is the slide stem of ``pathda.slide.naming`` (``X.ome.tif`` -> ``X``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from pathda.annotations.read import is_annotation_file
 from pathda.errors import ConfigError, PathdaError
+from pathda.slide.naming import OME_INFIX, slide_stem
 
 ANNOTATION_SUFFIXES = (".xml", ".geojson", ".json")
 MANIFEST_COLUMNS = ("slide", "annotation", "domain", "split")
@@ -119,15 +122,22 @@ def read_manifest(path: Path, split: str = "train") -> list[SlideSpec]:
 
 
 def find_annotation(slide: Path, annotation_dir: Path | None) -> Path | None:
-    """The annotation file of ``slide`` by stem, or None (warning if a folder was given)."""
+    """The annotation file of ``slide`` by its slide stem, or None (warning if a folder was given).
+
+    Candidates are ``<stem>`` and ``<stem>.ome`` with each of ``ANNOTATION_SUFFIXES``, in
+    that order (``pathda.slide.naming``: ``X.ome.tif`` and ``X.tif`` are both slide ``X``);
+    a ``.json`` counts only when it holds GeoJSON, so a sidecar is never taken for labels.
+    """
     folder = Path(annotation_dir) if annotation_dir is not None else slide.parent
+    stem = slide_stem(slide)
     for suffix in ANNOTATION_SUFFIXES:
-        candidate = folder / f"{slide.stem}{suffix}"
-        if candidate.is_file() and candidate != slide:
-            return _abspath(candidate)
+        for name in (f"{stem}{suffix}", f"{stem}{OME_INFIX}{suffix}"):
+            candidate = folder / name
+            if candidate != slide and is_annotation_file(candidate):
+                return _abspath(candidate)
     if annotation_dir is not None:
         warnings.warn(
-            f"{slide}: no {slide.stem}.xml/.geojson/.json in {folder}; tiled as unlabelled",
+            f"{slide}: no {stem}.xml/.geojson/.json (GeoJSON) in {folder}; tiled as unlabelled",
             stacklevel=3,
         )
     return None

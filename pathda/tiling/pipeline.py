@@ -20,6 +20,7 @@ import numpy as np
 from pathda.errors import ConfigError
 from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
+from pathda.slide.naming import slide_stem
 from pathda.tiling.config import TileConfig
 from pathda.tiling.lock import store_lock
 from pathda.tiling.manifest import SlideSpec, resolve_inputs
@@ -113,7 +114,7 @@ def _validate(specs: list[SlideSpec], config: TileConfig) -> None:
 def _plan_all(todo: list[tuple[int, SlideSpec]], out: Path, config: TileConfig) -> list:
     def plan(item: tuple[int, SlideSpec]) -> tuple[int, SlidePlan]:
         row, spec = item
-        stem = f"{row:04d}_{spec.slide.stem}"
+        stem = f"{row:04d}_{slide_stem(spec.slide)}"
         mask = out.with_name(out.name + ".masks") / f"{stem}_tissue.png"
         preview = out.with_name(out.name + ".previews") / f"{stem}.png" if config.preview else None
         return row, plan_slide(spec, config, mask, preview)
@@ -153,7 +154,7 @@ def _records(rows: list[SlideSpec], plans: list, out: Path) -> list[SlideRecord]
                 dimensions=p.dimensions if p else (0, 0),
                 n_tiles=p.n_tiles if p else 0,
                 n_skipped_label=p.n_skipped_label if p else 0,
-                tissue_mask=f"{out.name}.masks/{i:04d}_{spec.slide.stem}_tissue.png",
+                tissue_mask=f"{out.name}.masks/{i:04d}_{slide_stem(spec.slide)}_tissue.png",
             )
         )
     return records
