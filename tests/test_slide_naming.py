@@ -50,7 +50,8 @@ def test_score_pairs_an_ome_slide_output_with_its_ome_xml(tmp_path):
     preds = discover_sources([tmp_path / "seg"], "prediction")
     truths = discover_sources([tmp_path / "X.ome.xml"], "truth")
     pairs, unmatched = pair_sources(preds, truths)
-    assert [(p.stem, t.stem) for p, t in pairs] == [("X", "X")] and not unmatched
+    assert [(p.stem, t.stem) for p, t in pairs] == [("X", "X")]
+    assert not unmatched
 
 
 def test_a_json_that_is_not_geojson_is_not_an_annotation(tmp_path):
