@@ -29,7 +29,15 @@ class AnnotationError(PathdaError):
 
 
 class UnknownClassError(AnnotationError):
-    """An annotation names a class that the class map does not know."""
+    """An annotation names a class that the class map does not know.
+
+    Attributes:
+        label: the unknown label, so a command that takes ``--class-alias`` can advise it.
+    """
+
+    def __init__(self, message: str, label: str | None = None) -> None:
+        super().__init__(message)
+        self.label = label
 
 
 class ConfigError(PathdaError):

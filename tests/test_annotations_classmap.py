@@ -41,8 +41,9 @@ def test_unknown_class_message_lists_names_and_fix():
     msg = str(info.value)
     assert "A01.xml" in msg
     assert "normal, benign, in situ, invasive" in msg
-    assert "--class-alias 'Tumor=CLASS'" in msg
+    assert "'Tumor=CLASS'" in msg
     assert "with_aliases" in msg
+    assert info.value.label == "Tumor"
 
 
 def test_with_aliases_by_name_and_id():

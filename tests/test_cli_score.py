@@ -78,6 +78,18 @@ def test_imagescope_truth_with_tiff_prediction_and_slide_dims(tmp_path, capsys):
     assert slide["dice"]["benign"] is None
 
 
+def test_class_alias_maps_truth_labels(tmp_path, capsys):
+    (tmp_path / "B07.xml").write_text(IMAGESCOPE_IN_SITU_RECT.replace("Carcinoma in situ", "Tis"))
+    pred = np.zeros((10, 20), np.uint8)
+    pred[:5, :5] = 2
+    tifffile.imwrite(tmp_path / "B07.mask.ome.tif", pred)
+    args = ("--pred", tmp_path / "B07.mask.ome.tif", "--truth", tmp_path / "B07.xml")
+    assert run(*args, "--slide-dims", "320x160", "-q") == 2
+    _assert_one_line_error(capsys, "unknown class 'Tis'", "--class-alias 'Tis=CLASS'")
+    assert run(*args, "--slide-dims", "320x160", "--class-alias", "Tis=in situ", "-q") == 0
+    assert "1.000" in capsys.readouterr().out
+
+
 def _assert_one_line_error(capsys, *fragments: str) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("pathda: error: ")

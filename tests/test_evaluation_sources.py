@@ -131,8 +131,9 @@ def test_pairing_by_stem_and_unmatched_inputs(tmp_path):
 def test_no_common_stem_fails_even_with_allow_missing(tmp_path):
     preds = discover_sources([_png(tmp_path / "A01.png")], "p")
     truths = discover_sources([_png(tmp_path / "t" / "B01.png")], "t")
-    with pytest.raises(ScoreInputError, match="no slide stem matches"):
+    with pytest.raises(ScoreInputError, match="no slide stem matches") as info:
         pair_sources(preds, truths, allow_missing=True)
+    assert "--allow-missing" not in str(info.value)  # it was given; advising it again is no help
 
 
 def test_two_inputs_for_one_slide_are_refused(tmp_path):

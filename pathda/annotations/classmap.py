@@ -102,10 +102,13 @@ class ClassMap:
         if cid is not None:
             return cid
         where = f"{source}: " if source else ""
+        # No command-line flag here: only commands that read annotations take
+        # --class-alias, and they add it (pathda.cli._app.class_alias_advice).
         raise UnknownClassError(
             f"{where}unknown class {name!r}; known classes: {', '.join(self.names)} "
-            f"(aliases: {', '.join(sorted(self.aliases))}); map it with "
-            f"--class-alias '{name}=CLASS' or ClassMap.with_aliases({{{name!r}: CLASS}})"
+            f"(aliases: {', '.join(sorted(self.aliases))}); map it with an alias "
+            f"'{name}=CLASS' (class_aliases, or ClassMap.with_aliases({{{name!r}: CLASS}}))",
+            label=str(name),
         )
 
     def with_aliases(self, extra: Mapping[str, str | int]) -> ClassMap:
@@ -163,7 +166,7 @@ def parse_class_aliases(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         name, sep, target = item.partition("=")
         if not sep or not name.strip() or not target.strip():
-            raise ConfigError(f"--class-alias {item!r}: expected NAME=CLASS, e.g. 'Tumor=invasive'")
+            raise ConfigError(f"class alias {item!r}: expected NAME=CLASS, e.g. 'Tumor=invasive'")
         out[name.strip()] = target.strip()
     return out
 

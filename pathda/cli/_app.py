@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 
 from pathda import __version__
+from pathda.errors import UnknownClassError
 
 app = typer.Typer(
     name="pathda",
@@ -15,6 +19,19 @@ app = typer.Typer(
 )
 
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bars or info output.")
+
+
+@contextmanager
+def class_alias_advice() -> Iterator[None]:
+    """Name ``--class-alias`` in unknown-class errors, for the commands that take it."""
+    try:
+        yield
+    except UnknownClassError as err:
+        if err.label is None:
+            raise
+        raise UnknownClassError(
+            f"{err}; pass --class-alias '{err.label}=CLASS'", err.label
+        ) from None
 
 
 def _version(value: bool) -> None:

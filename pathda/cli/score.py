@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pathda.cli._app import QuietOption, app
+from pathda.cli._app import QuietOption, app, class_alias_advice
 
 
 @app.command()
@@ -39,20 +39,25 @@ def score(
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Score the pairs found; warn about unmatched inputs."
     ),
+    class_alias: list[str] | None = typer.Option(
+        None, "--class-alias", help="Extra truth label name, NAME=CLASS; repeatable."
+    ),
     quiet: bool = QuietOption,
 ) -> None:
     """Score predicted label masks against annotations or masks (pairs by slide name)."""
     from pathda.evaluation import score_predictions, score_table, write_report
     from pathda.evaluation.grid import parse_size
 
-    report = score_predictions(
-        pred,
-        truth,
-        downsample,
-        slide_size=parse_size(slide_dims) if slide_dims else None,
-        allow_missing=allow_missing,
-        quiet=quiet,
-    )
+    with class_alias_advice():
+        report = score_predictions(
+            pred,
+            truth,
+            downsample,
+            slide_size=parse_size(slide_dims) if slide_dims else None,
+            allow_missing=allow_missing,
+            class_aliases=class_alias or (),
+            quiet=quiet,
+        )
     stderr = Console(stderr=True)
     for path in report.unmatched:
         stderr.print(f"pathda: warning: no partner for {path}; not scored", markup=False)

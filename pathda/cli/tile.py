@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from pathda.cli._app import QuietOption, app
+from pathda.cli._app import QuietOption, app, class_alias_advice
 
 
 @app.command()
@@ -108,7 +108,8 @@ def tile(
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _show_warning
-        store = tile_slides(sources, out, cfg, quiet=quiet)
+        with class_alias_advice():
+            store = tile_slides(sources, out, cfg, quiet=quiet)
     if not quiet:
         typer.echo(f"wrote {store}", err=True)
 

@@ -23,11 +23,14 @@ class ScoreConfig:
         slide_size: (width, height) of level 0 in pixels for inputs that do not say
             (plain masks, annotations); ``None`` to take it from segment summaries.
         allow_missing: score the pairs and list unmatched inputs instead of failing.
+        class_aliases: extra annotation label names for truth annotations, as
+            ``"NAME=CLASS"`` (as ``pathda tile``'s ``class_aliases``).
     """
 
     downsample: float = 16.0
     slide_size: IntPair | None = None
     allow_missing: bool = False
+    class_aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

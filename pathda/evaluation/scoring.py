@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.progress import track
@@ -29,6 +30,9 @@ from pathda.evaluation.results import ScoreConfig, ScoreReport, SlideScore
 from pathda.evaluation.sources import LabelSource, discover_sources, pair_sources
 from pathda.provenance import provenance
 
+if TYPE_CHECKING:
+    from pathda.annotations import ClassMap
+
 PathsLike = str | Path | Sequence[str | Path]
 
 
@@ -48,6 +52,7 @@ def score_predictions(
     *,
     slide_size: IntPair | None = None,
     allow_missing: bool = False,
+    class_aliases: Sequence[str] = (),
     quiet: bool = True,
 ) -> ScoreReport:
     """Score predicted label masks against the truth with the BACH Part B metric.
@@ -65,6 +70,7 @@ def score_predictions(
         downsample: level-0 pixels per scoring-grid pixel.
         slide_size: level-0 (width, height) in pixels for inputs whose summary does not give it.
         allow_missing: score only the pairs and list unmatched inputs in the report.
+        class_aliases: extra label names of truth annotations, ``"NAME=CLASS"`` each.
         quiet: no progress bar.
 
     Raises:
@@ -73,7 +79,8 @@ def score_predictions(
     """
     if not (isinstance(downsample, (int, float)) and math.isfinite(downsample) and downsample > 0):
         raise ConfigError(f"downsample must be a positive number, got {downsample!r}")
-    config = ScoreConfig(float(downsample), slide_size, allow_missing)
+    config = ScoreConfig(float(downsample), slide_size, allow_missing, tuple(class_aliases))
+    _class_map(config)  # a malformed alias fails before any slide is read
     preds = discover_sources(_as_paths(pred), "prediction")
     truths = discover_sources(_as_paths(truth), "truth")
     pairs, unmatched = pair_sources(preds, truths, allow_missing)
@@ -98,8 +105,8 @@ def score_pair(pred: LabelSource, truth: LabelSource, config: ScoreConfig) -> Sl
         )
         images = [image for image in (pred_image, truth_image) if image is not None]
         grid = _scoring_grid(pred, truth, images, config)
-        pred_labels = _labels_on_grid(pred, pred_image, grid)
-        truth_labels = _labels_on_grid(truth, truth_image, grid)
+        pred_labels = _labels_on_grid(pred, pred_image, grid, config)
+        truth_labels = _labels_on_grid(truth, truth_image, grid, config)
     confusion = confusion_matrix(pred_labels, truth_labels, N_CLASSES)
     terms = bach_terms_from_confusion(confusion)
     return SlideScore(
@@ -147,9 +154,11 @@ def _scoring_grid(
     return _Grid((height, width), 1.0, finer.size, None, str(finer.path))
 
 
-def _labels_on_grid(source: LabelSource, image: LabelImage | None, grid: _Grid) -> np.ndarray:
+def _labels_on_grid(
+    source: LabelSource, image: LabelImage | None, grid: _Grid, config: ScoreConfig
+) -> np.ndarray:
     if image is None:
-        return _rasterise(source, grid)
+        return _rasterise(source, grid, config)
     width0, height0 = grid.level0_size
     width, height = image.size
     if source.mask_downsample is not None:
@@ -174,16 +183,25 @@ def _labels_on_grid(source: LabelSource, image: LabelImage | None, grid: _Grid) 
     return sample_labels(image, rows, cols, N_CLASSES)
 
 
-def _rasterise(source: LabelSource, grid: _Grid) -> np.ndarray:
+def _rasterise(source: LabelSource, grid: _Grid, config: ScoreConfig) -> np.ndarray:
     # Imported here: annotation parsing is only needed when the truth is annotations.
-    from pathda.annotations import BACH_CLASSES, check_within_slide, rasterise, read_annotations
+    from pathda.annotations import check_within_slide, rasterise, read_annotations
 
     annotations = read_annotations(source.path)
     if annotations:  # catches the wrong slide or a wrong --slide-dims
         check_within_slide(annotations, grid.level0_size, str(source.path))
-    labels = rasterise(annotations, BACH_CLASSES, grid.shape, grid.step, source=str(source.path))
+    labels = rasterise(
+        annotations, _class_map(config), grid.shape, grid.step, source=str(source.path)
+    )
     check_labels(labels, N_CLASSES, str(source.path))
     return labels
+
+
+def _class_map(config: ScoreConfig) -> ClassMap:
+    """BACH classes plus the run's aliases (annotation labels -> ids)."""
+    from pathda.annotations import BACH_CLASSES, parse_class_aliases
+
+    return BACH_CLASSES.with_aliases(parse_class_aliases(config.class_aliases))
 
 
 def _as_paths(paths: PathsLike) -> list[str | Path]:

@@ -117,9 +117,11 @@ def pair_sources(
         if lonely_truth:
             parts.append("truth without prediction: " + _names(lonely_truth))
         hint = "" if common else "no slide stem matches; "
+        # With --allow-missing already given, only the pairing rule can help.
+        fix = "" if allow_missing else "; pass --allow-missing to score only the pairs"
         raise ScoreInputError(
             f"unmatched inputs ({'; '.join(parts)}); {hint}files pair by slide stem "
-            "(e.g. A01.xml with A01_mask.png); pass --allow-missing to score only the pairs"
+            f"(e.g. A01.xml with A01_mask.png){fix}"
         )
     if not common:
         raise ScoreInputError("no prediction/truth pairs to score")
