@@ -16,13 +16,38 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def training_augmentation() -> A.Compose:
-    """Albumentations pipeline on (H, W, 3) uint8 patches; the output stays uint8."""
+def training_augmentation(stain_jitter: str = "mild") -> A.Compose:
+    """Albumentations pipeline on (H, W, 3) uint8 patches; the output stays uint8.
+
+    ``stain_jitter="strong"`` replaces the mild colour jitter by strong HED and HSV
+    jitter, after Tellez et al. 2019 ("HED-strong": stain scale and shift up to ±0.2 per
+    channel; "HSV-strong": large hue and saturation shifts): the augmentation baseline a
+    user tries before domain adaptation.
+    """
+    geometry = [
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.RandomRotate90(p=1.0),
+    ]
+    if stain_jitter == "strong":
+        return A.Compose(
+            [
+                *geometry,
+                A.HEStain(
+                    method="preset",
+                    preset="ruifrok",
+                    intensity_scale_range=(0.8, 1.2),
+                    intensity_shift_range=(-0.2, 0.2),
+                    p=1.0,
+                ),
+                A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.3, hue=0.1, p=0.9),
+            ]
+        )
+    if stain_jitter != "mild":
+        raise ValueError(f"stain_jitter must be 'mild' or 'strong', got {stain_jitter!r}")
     return A.Compose(
         [
-            A.HorizontalFlip(p=0.5),
-            A.VerticalFlip(p=0.5),
-            A.RandomRotate90(p=1.0),
+            *geometry,
             A.HEStain(
                 method="preset",
                 preset="ruifrok",

@@ -46,8 +46,14 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     select_last_fraction: float = 0.3
+    # Label-free selection (DEV, You et al. 2019) and per-layer alignment are measured on
+    # this many source-validation and unlabelled target tiles each epoch; 0 turns it off.
+    label_free_tiles: int = 512
     # input pipeline
     augment: bool = True
+    # "mild" keeps the domain shift for adaptation to handle; "strong" is the HED + HSV
+    # jitter baseline (Tellez et al. 2019, "HED-strong" / "HSV-strong") users try first.
+    stain_jitter: Literal["mild", "strong"] = "mild"
     # Stain parameters (`pathda stain fit` JSON) applied to every batch on the fly; for
     # stores tiled without --stain. A store tiled with --stain is already normalised.
     stain_params: Path | None = None
@@ -68,6 +74,8 @@ class TrainConfig:
             "select_last_fraction": 0 < self.select_last_fraction <= 1,
             "val_fraction": 0 <= self.val_fraction < 1,
             "steps_per_epoch": self.steps_per_epoch >= 0,
+            "label_free_tiles": self.label_free_tiles >= 0,
+            "stain_jitter": self.stain_jitter in ("mild", "strong"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -33,10 +33,14 @@ from pathda.train.distributed import (
     shutdown_distributed,
 )
 from pathda.train.history import MetricsLog, plot_curves
+from pathda.train.labelfree_eval import alignment_taps, label_free_metrics, sample_indices
 from pathda.train.state import load_state, restore_rng, save_state, seed_everything
 
 MODEL_FILE = "model.pt"
 SELECTED_FILE = "selected.json"  # metrics of the epoch that model.pt holds
+# The label-free rule's choice (lowest DEV risk in the selection window; no target labels).
+DEV_MODEL_FILE = "model_dev.pt"
+DEV_SELECTED_FILE = "selected_dev.json"
 
 
 class TrainingDivergedError(PathdaError):
@@ -119,6 +123,12 @@ class _Run:
         self.std = tuple(backbone.pretrained_cfg.get("std", IMAGENET_STD))
         on_the_fly = stain_transform(self.stain) if self.stain_on_the_fly else None
         self.prepare = InputPipeline(self.mean, self.std, on_the_fly)
+        self.alignment_taps = alignment_taps(backbone, cfg.granularity)
+        # Fixed samples (same tiles every epoch) for the label-free evaluation.
+        self.label_free_val = sample_indices(self.splits.val, cfg.label_free_tiles, cfg.seed)
+        self.label_free_target = sample_indices(
+            self.splits.target, cfg.label_free_tiles, cfg.seed + 1
+        )
 
     # -- setup --------------------------------------------------------------------------
     def _method_settings(self) -> dict[str, Any]:
@@ -157,9 +167,10 @@ class _Run:
         return load_params(self.cfg.stain_params).to_dict()
 
     def _loader(self, indices: np.ndarray, *, train: bool, seed_offset: int = 0):
-        dataset = TileDataset(
-            self.store, indices, training_augmentation() if train and self.cfg.augment else None
+        augmentation = (
+            training_augmentation(self.cfg.stain_jitter) if train and self.cfg.augment else None
         )
+        dataset = TileDataset(self.store, indices, augmentation)
         return make_loader(
             dataset,
             self.cfg.batch_size if train else 2 * self.cfg.batch_size,
@@ -188,6 +199,7 @@ class _Run:
                 opt.load_state_dict(state["optimizers"][key])
             restore_rng(state)
             start_epoch, best = state["epoch"] + 1, state["best"]
+        best_dev = best.pop("dev", None) or {"epoch": -1, "dev_risk": float("inf")}
         log = MetricsLog(
             self.out_dir, cfg.tensorboard and self.ctx.is_main, keep_epochs=start_epoch
         )
@@ -218,6 +230,11 @@ class _Run:
                     if self.ctx.is_main:
                         self._export(self.out_dir / MODEL_FILE, epoch, record)
                         write_json(self.out_dir / SELECTED_FILE, record)
+                if self._is_better_dev(epoch, record, best_dev):
+                    best_dev = {"epoch": epoch, "dev_risk": record["dev_risk"]}
+                    if self.ctx.is_main:
+                        self._export(self.out_dir / DEV_MODEL_FILE, epoch, record)
+                        write_json(self.out_dir / DEV_SELECTED_FILE, record)
                 if self.ctx.is_main:
                     log.append(record)
                     save_state(
@@ -226,7 +243,7 @@ class _Run:
                         model=self.model,
                         optimizers=self.optimizers,
                         cfg=cfg,
-                        best=best,
+                        best={**best, "dev": best_dev},
                     )
         log.close()
         history = log.records
@@ -248,6 +265,12 @@ class _Run:
         if math.isnan(val):  # no validation slides: keep the last epoch
             return True
         return best["epoch"] < self.cfg.selection_epochs().start or val > best["val_acc"]
+
+    def _is_better_dev(self, epoch: int, record: dict[str, Any], best: dict[str, Any]) -> bool:
+        if epoch not in self.cfg.selection_epochs() or "dev_risk" not in record:
+            return False
+        first = self.cfg.selection_epochs().start
+        return best["epoch"] < first or record["dev_risk"] < best["dev_risk"]
 
     def _train_epoch(
         self, epoch, steps, source_iter, target_iter, progress, task
@@ -308,10 +331,39 @@ class _Run:
 
     def _evaluate(self) -> dict[str, float]:
         broadcast_buffers(self.model, self.ctx)
-        return {
+        metrics = {
             "val_acc": self._accuracy(self.splits.val),
             "target_acc": self._accuracy(self.splits.target_eval),
         }
+        if self.ctx.is_main and self.cfg.label_free_tiles > 0:
+            metrics.update(self._label_free())
+        return metrics
+
+    def _label_free(self) -> dict[str, float]:
+        """DEV / IWV risk and per-layer alignment; target labels are never read."""
+        if self.label_free_val.size < 4 or self.label_free_target.size < 4:
+            return {}
+
+        def batches(indices: np.ndarray):
+            dataset = TileDataset(self.store, indices, None)
+            return make_loader(
+                dataset,
+                2 * self.cfg.batch_size,
+                shuffle=False,
+                num_workers=self.cfg.num_workers,
+                seed=self.cfg.seed,
+                pin_memory=False,
+                distributed=False,
+            )
+
+        return label_free_metrics(
+            self.model.backbone,
+            batches(self.label_free_val),
+            batches(self.label_free_target),
+            self._to_input,
+            self.alignment_taps,
+            seed=self.cfg.seed,
+        )
 
     def _export(self, path: Path, epoch: int, record: dict[str, Any]) -> None:
         # Stores are labelled with the BACH class map (aliases only affect reading).
