@@ -52,7 +52,7 @@ def save_inference_checkpoint(
 
     Args:
         path: destination ``.pt`` file.
-        model: the backbone (as made by ``pathda.adapt.create_backbone``), without domain heads.
+        model: the backbone (as made by ``pathda.models.create_backbone``), without domain heads.
         meta: the keys listed in the module docstring except ``format`` and ``state_dict``:
             arch, num_classes, timm_kwargs, class_map, mpp (µm/px), patch_size (px at mpp),
             stain (dict or None), normalise ({"mean", "std"}), provenance.
@@ -113,7 +113,7 @@ def load_inference_checkpoint(
         CheckpointError: wrong format, missing keys, class count differing from the
             class map, or weights that do not fit the architecture.
     """
-    from pathda.adapt import create_backbone  # heavy (timm); import only when needed
+    from pathda.models import create_backbone  # heavy (timm); import only when needed
 
     path = Path(path)
     payload = read_inference_checkpoint(path)

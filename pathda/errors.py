@@ -42,3 +42,7 @@ class UnknownClassError(AnnotationError):
 
 class ConfigError(PathdaError):
     """A configuration value is invalid."""
+
+
+class PretrainedWeightsError(PathdaError):
+    """Pretrained weights cannot be fetched (gated, offline and not cached, unknown name)."""

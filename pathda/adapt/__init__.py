@@ -21,9 +21,13 @@ from pathda.adapt.methods import (
     create_method,
     register_method,
 )
-from pathda.adapt.model import DomainAdaptationModel, create_backbone, load_backbone_weights
+from pathda.adapt.model import DomainAdaptationModel
 from pathda.adapt.penalty import critic_objective, gradient_penalty
 from pathda.adapt.wasserstein import LayerwiseWasserstein
+
+# Backbones live in pathda.models (inference needs them without adaptation); re-exported
+# here because every adaptation user builds one.
+from pathda.models import create_backbone, load_backbone_weights
 
 __all__ = [
     "DANN",

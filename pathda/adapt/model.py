@@ -1,11 +1,8 @@
-"""Backbone construction (timm, local weights only) and the backbone + domain-heads wrapper."""
+"""The backbone + domain-heads wrapper (backbones themselves come from ``pathda.models``)."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -15,100 +12,6 @@ from pathda.errors import ConfigError
 
 HeadFactory = Callable[[int], nn.Module]
 """Builds the head for one tap from its channel count C'."""
-
-
-def create_backbone(
-    arch: str = "seresnet50",
-    num_classes: int = 4,
-    weights: Path | str | None = None,
-    in_chans: int = 3,
-    **timm_kwargs: Any,
-) -> nn.Module:
-    """Build a timm classifier, optionally loading a local weights file. Never downloads.
-
-    Args:
-        arch: timm model name (``timm.list_models()``).
-        num_classes: Output classes (pathda: normal, benign, in situ, invasive).
-        weights: Local ``.pth``/``.pt`` file holding a state dict, or a dict with it under
-            ``"state_dict"`` or ``"model"`` (``module.``/``backbone.`` prefixes are stripped).
-            A classifier whose shape differs from ``num_classes`` is dropped (left freshly
-            initialised); every other tensor must match exactly.
-        in_chans: Input channels.
-        **timm_kwargs: Passed to ``timm.create_model`` (e.g. ``drop_rate``).
-
-    Raises:
-        ConfigError: Unknown architecture, missing or incompatible weights file.
-    """
-    import timm
-
-    if arch not in timm.list_models():
-        close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
-        hint = f"; close matches: {', '.join(close)}" if close else ""
-        raise ConfigError(f"unknown timm architecture {arch!r}{hint}")
-    model = timm.create_model(
-        arch, pretrained=False, num_classes=num_classes, in_chans=in_chans, **timm_kwargs
-    )
-    if weights is not None:
-        load_backbone_weights(model, Path(weights))
-    return model
-
-
-def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ConfigError(
-            f"{path} does not hold a state dict (nor one under 'state_dict'/'model'); "
-            "save it with torch.save(model.state_dict(), path)"
-        )
-    if obj and all(k.startswith("module.") for k in obj):  # saved from DistributedDataParallel
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    if any(k.startswith("backbone.") for k in obj):  # a DomainAdaptationModel: drop its heads
-        obj = {k[len("backbone.") :]: v for k, v in obj.items() if k.startswith("backbone.")}
-    return obj
-
-
-def _classifier_keys(model: nn.Module) -> set[str]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    names = cfg.get("classifier") or ()
-    names = [names] if isinstance(names, str) else list(names)
-    return {f"{n}.{p}" for n in names for p in ("weight", "bias")}
-
-
-def load_backbone_weights(model: nn.Module, path: Path) -> None:
-    """Load a local weights file into ``model`` (see :func:`create_backbone`)."""
-    if not path.is_file():
-        raise ConfigError(f"weights file {path} not found; give an existing local .pth file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors have many types; all mean "not a weights file"
-        raise ConfigError(f"cannot read weights file {path}: {exc}".splitlines()[0]) from exc
-    state = _unwrap_state_dict(obj, path)
-    own = model.state_dict()
-    classifier = _classifier_keys(model)
-    # A classifier for another number of classes is dropped and stays freshly initialised.
-    state = {
-        k: v
-        for k, v in state.items()
-        if not (k in classifier and k in own and own[k].shape != v.shape)
-    }
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = sorted(set(own) - set(state) - classifier)
-    unexpected = sorted(set(state) - set(own))
-    if mismatched or missing or unexpected:
-        detail = (
-            f"shape mismatch {mismatched[:3]}"
-            if mismatched
-            else f"missing {missing[:3]}"
-            if missing
-            else f"unexpected {unexpected[:3]}"
-        )
-        raise ConfigError(
-            f"weights file {path} does not fit {type(model).__name__} ({detail}); "
-            "use weights saved from the same architecture"
-        )
-    model.load_state_dict(state, strict=False)
 
 
 class DomainAdaptationModel(nn.Module):

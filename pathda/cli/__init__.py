@@ -14,7 +14,7 @@ import warnings
 import click
 import typer._click as typer_click  # typer >= 0.20 vendors its own copy of click
 
-from pathda.cli._app import app
+from pathda.cli._app import app, expand_optional_values
 from pathda.errors import PathdaError
 
 
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors print one line to stderr and exit with code 2."""
     warnings.showwarning = _one_line_warning
     try:
-        rc = app(args=argv, standalone_mode=False, prog_name="pathda")
+        args = expand_optional_values(sys.argv[1:] if argv is None else list(argv))
+        rc = app(args=args, standalone_mode=False, prog_name="pathda")
     except PathdaError as err:
         print(f"pathda: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
@@ -47,3 +47,22 @@ def _root(
     ),
 ) -> None:
     """Breast-cancer WSI segmentation with layer-wise domain adaptation."""
+
+
+_OPTIONAL_VALUES: dict[str, tuple[str, Callable[[str], bool]]] = {}
+
+
+def optional_value(flag: str, implied: str, is_value: Callable[[str], bool]) -> None:
+    """Let ``flag`` stand alone, meaning ``flag=implied``, when the next word is not its value."""
+    _OPTIONAL_VALUES[flag] = (implied, is_value)
+
+
+def expand_optional_values(argv: list[str]) -> list[str]:
+    """Rewrite bare ``--flag`` (see :func:`optional_value`) to ``--flag=implied``."""
+    out = []
+    for i, word in enumerate(argv):
+        rule = _OPTIONAL_VALUES.get(word)
+        if rule is not None and (i + 1 == len(argv) or not rule[1](argv[i + 1])):
+            word = f"{word}={rule[0]}"
+        out.append(word)
+    return out

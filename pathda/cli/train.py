@@ -8,7 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pathda.cli._app import QuietOption, app
+from pathda.cli._app import QuietOption, app, optional_value
+
+# `--pretrained` alone means timm's default weights (typer has no optional option values).
+optional_value("--pretrained", "default", lambda v: v == "default" or v.startswith("hf-hub:"))
 
 
 @app.command()
@@ -20,6 +23,14 @@ def train(
     ),
     method: str | None = typer.Option(None, help="none | dann | ldann | lwass."),
     arch: str | None = typer.Option(None, help="timm architecture, e.g. seresnet50."),
+    pretrained: str | None = typer.Option(
+        None,
+        "--pretrained",
+        metavar="[default|hf-hub:ORG/NAME]",
+        help="Start from pretrained weights: bare or 'default' = timm's weights for --arch; "
+        "'hf-hub:ORG/NAME' = a Hugging Face hub model (its architecture replaces --arch). "
+        "Downloaded into the Hugging Face cache; HF_HUB_OFFLINE=1 uses the cache only.",
+    ),
     weights: Path | None = typer.Option(None, help="Local weights file (nothing is downloaded)."),
     tap: list[str] | None = typer.Option(
         None, "--tap", help="Module name (model.named_modules()) to attach a head to; repeatable."
@@ -57,6 +68,7 @@ def train(
         "store": store,
         "method": method,
         "arch": arch,
+        "pretrained": pretrained,
         "weights": weights,
         "taps": tuple(tap) if tap else None,
         "granularity": granularity,

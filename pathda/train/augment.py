@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import albumentations as A
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def training_augmentation(stain_jitter: str = "mild") -> A.Compose:
     """Albumentations pipeline on (H, W, 3) uint8 patches; the output stays uint8.

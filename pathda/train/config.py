@@ -28,6 +28,10 @@ class TrainConfig:
     val_fraction: float = 0.2  # of labelled source slides, when the store has no val split
     # model
     arch: str = "seresnet50"
+    # Initial weights: None (random), "default" (timm's default pretrained tag of `arch`) or
+    # "hf-hub:ORG/NAME" (a hub model; its config.json names the architecture, replacing `arch`).
+    # Fetched by timm/huggingface_hub into the Hugging Face cache (HF_HUB_OFFLINE=1: cache only).
+    pretrained: str | None = None
     weights: Path | None = None  # local timm/torch weights file; nothing is downloaded
     # adaptation
     method: Literal["none", "dann", "ldann", "lwass"] = "none"
@@ -80,6 +84,14 @@ class TrainConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"invalid training option(s): {', '.join(bad)}")
+        # YAML `pretrained: true` arrives as the string "True".
+        flag = str(self.pretrained).lower()
+        if flag in ("true", "yes", "on"):
+            object.__setattr__(self, "pretrained", "default")
+        elif flag in ("false", "no", "off", "none", ""):
+            object.__setattr__(self, "pretrained", None)
+        if self.pretrained is not None and self.weights is not None:
+            raise ConfigError("pretrained and weights both set; keep one source of initial weights")
 
     def selection_epochs(self) -> range:
         """Epochs (0-based) eligible for model selection: the last ``select_last_fraction``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from pathda.adapt import build_optimizers, create_backbone, create_method
+from pathda.adapt import build_optimizers, create_method
 from pathda.annotations import BACH_CLASSES
 from pathda.atomic import write_json
 from pathda.checkpoint import save_inference_checkpoint
 from pathda.errors import ConfigError, PathdaError
 from pathda.model_input import InputPipeline, stain_transform
+from pathda.models import build_backbone, model_input_config, plan_backbone
 from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
 from pathda.tiling.store import TileStore
-from pathda.train.augment import IMAGENET_MEAN, IMAGENET_STD, training_augmentation
+from pathda.train.augment import training_augmentation
 from pathda.train.config import TrainConfig
 from pathda.train.data import TileDataset, TileSplits, infinite_batches, make_loader, split_tiles
 from pathda.train.distributed import (
@@ -109,7 +111,14 @@ class _Run:
         self.class_names = self.splits.class_names
         self.stain = self._stain_params()
         self.method = create_method(cfg.method, **self._method_settings())
-        backbone = create_backbone(cfg.arch, num_classes=len(self.class_names), weights=cfg.weights)
+        self.backbone_plan = plan_backbone(
+            cfg.arch, len(self.class_names), pretrained=cfg.pretrained, input_size=self.patch_size
+        )
+        backbone = build_backbone(self.backbone_plan, cfg.weights)
+        # Normalisation (and the input size) the weights were trained with: ImageNet's for
+        # most timm weights, the hub config's for foundation models.
+        self.input_config = model_input_config(backbone)
+        self._warn_input_size()
         backbone.to(self.device)
         self.model = self.method.build_model(
             backbone, tuple(cfg.taps) or None, (3, self.patch_size, self.patch_size)
@@ -119,8 +128,7 @@ class _Run:
         self.layer_weights = {tap: cfg.layer_weight for tap in self.model.tap_points}
         opts = build_optimizers(self.model, self.method, cfg.lr, cfg.momentum, cfg.weight_decay)
         self.optimizers = {k: AllReduceOptimizer(o, ctx) for k, o in opts.items()}
-        self.mean = tuple(backbone.pretrained_cfg.get("mean", IMAGENET_MEAN))
-        self.std = tuple(backbone.pretrained_cfg.get("std", IMAGENET_STD))
+        self.mean, self.std = self.input_config.mean, self.input_config.std
         on_the_fly = stain_transform(self.stain) if self.stain_on_the_fly else None
         self.prepare = InputPipeline(self.mean, self.std, on_the_fly)
         self.alignment_taps = alignment_taps(backbone, cfg.granularity)
@@ -131,6 +139,16 @@ class _Run:
         )
 
     # -- setup --------------------------------------------------------------------------
+    def _warn_input_size(self) -> None:
+        trained_at = self.input_config.input_size[1]
+        if self.cfg.pretrained is not None and trained_at != self.patch_size:
+            warnings.warn(
+                f"{self.cfg.store}: tiles are {self.patch_size} px but the pretrained weights "
+                f"were trained at {trained_at} px; re-tile with --patch-size {trained_at} "
+                "to use them as trained",
+                stacklevel=3,
+            )
+
     def _method_settings(self) -> dict[str, Any]:
         cfg = self.cfg
         settings: dict[str, Any] = {"granularity": cfg.granularity}
@@ -372,20 +390,24 @@ class _Run:
                 f"{self.cfg.store}: classes {list(self.class_names)} are not the BACH classes"
             )
         class_map = BACH_CLASSES.to_dict()
+        plan = self.backbone_plan
         meta = {
-            "arch": self.cfg.arch,
-            "num_classes": len(self.class_names),
-            "timm_kwargs": {},
+            "arch": plan.arch,  # a hub model's own architecture; rebuilt without the hub
+            "num_classes": plan.num_classes,
+            "timm_kwargs": plan.timm_kwargs,
             "class_map": class_map,
             "mpp": float(self.store_attrs["mpp"]),
             "patch_size": self.patch_size,
             # Tiles were normalised at tiling time or on the fly: either way inference
             # must normalise with the same fitted parameters.
             "stain": self.stain,
-            "normalise": {"mean": list(self.mean), "std": list(self.std)},
+            # The pretrained config's mean/std (what the pipeline applied), input size and
+            # interpolation.
+            "normalise": self.input_config.to_dict(),
             "provenance": {
                 **provenance(self.cfg, slides=[], mpp=self.store_attrs["mpp"]),
                 "store": str(Path(self.cfg.store).resolve()),
+                "pretrained": plan.source.pretrained,
                 "selected_epoch": epoch,
                 "metrics": record,
                 "splits": self.splits.summary(),
