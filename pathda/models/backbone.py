@@ -136,7 +136,7 @@ def build_backbone(plan: BackbonePlan, weights: Path | str | None = None) -> nn.
                     raise
                 raise PretrainedWeightsError(
                     f"cannot download pretrained {plan.arch} ({err}); run once with network "
-                    "access or pass a local file with --weights"
+                    "access, or start from a local weights file instead"
                 ) from err
     if weights is not None:
         load_backbone_weights(model, Path(weights))

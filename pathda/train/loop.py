@@ -144,7 +144,7 @@ class _Run:
         if self.cfg.pretrained is not None and trained_at != self.patch_size:
             warnings.warn(
                 f"{self.cfg.store}: tiles are {self.patch_size} px but the pretrained weights "
-                f"were trained at {trained_at} px; re-tile with --patch-size {trained_at} "
+                f"were trained at {trained_at} px; tile with a patch size of {trained_at} px "
                 "to use them as trained",
                 stacklevel=3,
             )
