@@ -150,7 +150,7 @@ def test_train_from_hub_model_offline_and_segment_without_the_hub(
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0
-    assert "tile with a patch size of 160 px" in capsys.readouterr().err  # trained at 160 px, tiles 32
+    assert "tile with a patch size of 160 px" in capsys.readouterr().err  # tiles are 32 px
     meta = read_inference_checkpoint(out / "model.pt")
     assert meta["arch"] == "test_vit"
     assert meta["timm_kwargs"]["img_size"] == 32  # built for the 32 px tiles of the store

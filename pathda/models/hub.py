@@ -69,9 +69,7 @@ def resolve_source(arch: str, pretrained: str | None) -> BackboneSource:
     from timm.models import load_model_config_from_hf
 
     with hub_errors(pretrained):
-        _, architecture, model_args = load_model_config_from_hf(
-            pretrained[len(HUB_PREFIX) :]
-        )
+        _, architecture, model_args = load_model_config_from_hf(pretrained[len(HUB_PREFIX) :])
     # The hub's classifier size is for its own pre-training; pathda sets its own.
     model_args = {k: v for k, v in (model_args or {}).items() if k != "num_classes"}
     return BackboneSource(architecture, model_args, pretrained)
