@@ -1,4 +1,10 @@
-"""Feature taps: forward hooks on named modules, and default tap points for timm backbones."""
+"""Feature taps: forward hooks on named modules, and default tap points for timm backbones.
+
+Default taps come from timm's ``feature_info`` (the modules at each reduction): ResNet
+``layer1``..``layer4``, ConvNeXt ``stages.0``..``3``, Swin ``layers.0``..``3`` (stages, each
+split into its blocks at block granularity) and ViT / EVA ``blocks.0``..``blocks.{depth-1}``
+(a plain transformer has no stages: every block is a tap at either granularity).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,10 @@ from torch import nn
 from pathda.errors import ConfigError
 
 GRANULARITIES = ("block", "stage")
+# Modules whose output is the pooled feature vector the classifier reads, in timm's names:
+# ResNet-like `global_pool`; ConvNeXt/Swin `head.global_pool`; ViT/EVA pool in a function,
+# then `head_drop` (dropout, identity at eval) passes the pooled [B, C] to the classifier.
+POOLED_FEATURE_MODULES = ("global_pool", "head.global_pool", "head_drop")
 
 
 def resolve_modules(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
@@ -126,10 +136,11 @@ def default_tap_points(model: nn.Module, method: str, granularity: str = "block"
     Args:
         model: A timm model (uses its ``feature_info`` and ``global_pool``).
         method: ``"none"`` (no taps), ``"dann"`` (the pooled features just before the
-            classifier, ``global_pool``: the original DANN), ``"ldann"``/``"lwass"`` (every
-            block output, or every stage output).
-        granularity: ``"block"`` (16 taps ``layer1.0`` .. ``layer4.2`` on SE-ResNet-50) or
-            ``"stage"`` (``layer1`` .. ``layer4``); ignored for ``dann``/``none``.
+            classifier, see ``POOLED_FEATURE_MODULES``: the original DANN),
+            ``"ldann"``/``"lwass"`` (every block output, or every stage output).
+        granularity: ``"block"`` (16 taps ``layer1.0`` .. ``layer4.2`` on SE-ResNet-50,
+            12 ``blocks.i`` on ViT-B) or ``"stage"`` (``layer1`` .. ``layer4``; ViT: the
+            blocks again); ignored for ``dann``/``none``.
 
     Returns:
         Dotted module names for :class:`FeatureTaps`.
@@ -146,11 +157,12 @@ def default_tap_points(model: nn.Module, method: str, granularity: str = "block"
         return []
     if method == "dann":
         names = dict(model.named_modules())
-        if "global_pool" in names:
-            return ["global_pool"]
+        for name in POOLED_FEATURE_MODULES:
+            if name in names:
+                return [name]
         raise ConfigError(
-            f"cannot find the pooled features of {type(model).__name__} (no 'global_pool'); "
-            "name the module before the classifier explicitly"
+            f"cannot find the pooled features of {type(model).__name__} (none of "
+            f"{', '.join(POOLED_FEATURE_MODULES)}); name the module before the classifier"
         )
     if method in ("ldann", "lwass"):
         stages = _stage_names(model)

@@ -18,9 +18,20 @@ class DomainAdaptationModel(nn.Module):
     """A classifier with domain heads on named layers; the heads cost nothing at inference.
 
     The heads are sized from a dry-run forward (no gradient, eval mode, batch 1) that
-    records each tap's channel count C', so any backbone works: 4-D tap outputs are
-    squeezed by average pooling, 2-D ones (e.g. a Linear layer) are used as they are.
-    Hooks are attached only inside :meth:`forward_train`.
+    records each tap's channel count C' and layout, so any backbone works:
+
+    - ``[B, C', H', W']`` feature maps (CNNs) are used as they are;
+    - ``[B, H', W', C']`` maps of channels-last backbones (timm Swin, whose
+      ``output_fmt`` is ``"NHWC"``) are viewed channels-first;
+    - ``[B, N, C']`` token sequences (ViT, EVA blocks) drop the backbone's
+      ``num_prefix_tokens`` leading tokens (class and register tokens: they are
+      summaries the classifier reads, not image content, so only patch tokens describe
+      the tile's appearance) and are viewed as ``[B, C', N - prefix, 1]``, so the heads'
+      average pool is the mean over patch tokens;
+    - ``[B, C']`` outputs (e.g. a pooling or Linear layer) are used as they are.
+
+    Every re-layout is a view (no copy). Hooks are attached only inside
+    :meth:`forward_train`.
 
     Args:
         backbone: Any classifier ``x -> logits``.
@@ -28,7 +39,8 @@ class DomainAdaptationModel(nn.Module):
         head_factory: Builds a head from C' (see ``AdaptationMethod.make_head``); required
             when ``tap_points`` is not empty.
         input_size: ``(C, H, W)`` of the dry-run input in pixels; only the channel count
-            matters for conv taps, but a tap after a flatten needs the real tile size.
+            matters for conv taps, but transformers and taps after a flatten need the
+            real tile size.
 
     Attributes:
         backbone: The wrapped classifier.
@@ -36,6 +48,8 @@ class DomainAdaptationModel(nn.Module):
             :meth:`head`).
         tap_points: The tap names, in order.
         tap_channels: Tap name -> C'.
+        tap_layouts: Tap name -> ``"NCHW"``, ``"NHWC"``, ``"NLC"`` (tokens) or ``"NC"``.
+        prefix_tokens: Leading non-patch tokens dropped from token taps.
     """
 
     def __init__(
@@ -48,9 +62,12 @@ class DomainAdaptationModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.tap_points = list(tap_points)
+        self.prefix_tokens = int(getattr(backbone, "num_prefix_tokens", 0) or 0)
+        self._maps_layout = "NHWC" if getattr(backbone, "output_fmt", "NCHW") == "NHWC" else "NCHW"
         resolve_modules(backbone, self.tap_points)  # fail early, with close matches
         if self.tap_points and head_factory is None:
             raise ConfigError("tap points were given but no head factory; pass the method's")
+        self.tap_layouts: dict[str, str] = {}
         self.tap_channels = self._probe_channels(input_size) if self.tap_points else {}
         self.heads = nn.ModuleDict()
         param = next(backbone.parameters(), None)
@@ -79,13 +96,29 @@ class DomainAdaptationModel(nn.Module):
             if name not in outputs:
                 raise ConfigError(f"tap point {name!r} is not called in the forward pass")
             out = outputs[name]
-            if out.ndim not in (2, 4):
+            layout = {2: "NC", 3: "NLC", 4: self._maps_layout}.get(out.ndim)
+            if layout is None:
                 raise ConfigError(
-                    f"tap point {name!r} outputs shape {tuple(out.shape)}; "
-                    "tap a module whose output is [B, C, H, W] or [B, C]"
+                    f"tap point {name!r} outputs shape {tuple(out.shape)}; tap a module whose "
+                    "output is [B, C, H, W], [B, H, W, C], [B, N, C] (tokens) or [B, C]"
                 )
-            channels[name] = int(out.shape[1])
+            if layout == "NLC" and out.shape[1] <= self.prefix_tokens:
+                raise ConfigError(
+                    f"tap point {name!r} outputs {out.shape[1]} tokens, none of them a patch "
+                    f"token ({self.prefix_tokens} class/register tokens); tap a block"
+                )
+            self.tap_layouts[name] = layout
+            channels[name] = int(out.shape[-1] if layout in ("NHWC", "NLC") else out.shape[1])
         return channels
+
+    def channels_first(self, tap: str, output: torch.Tensor) -> torch.Tensor:
+        """A tap's output channels first; tokens become ``[B, C', N_patch, 1]``."""
+        layout = self.tap_layouts[tap]
+        if layout == "NHWC":
+            return output.permute(0, 3, 1, 2)
+        if layout == "NLC":
+            return output[:, self.prefix_tokens :, :].transpose(1, 2).unsqueeze(-1)
+        return output
 
     def head(self, tap: str) -> nn.Module:
         """The head attached to tap ``tap`` (a dotted module name)."""
@@ -104,12 +137,12 @@ class DomainAdaptationModel(nn.Module):
         return self.forward_train(x)
 
     def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and ``{tap name: raw tapped output}`` (``[B, C', H', W']`` or ``[B, C']``)."""
+        """Logits and ``{tap name: tapped output}``, channels first (see :meth:`channels_first`)."""
         if not self.tap_points:
             return self.backbone(x), {}
         with FeatureTaps(self.backbone, self.tap_points) as taps:
             logits = self.backbone(x)
-            return logits, dict(taps.outputs)
+            return logits, {t: self.channels_first(t, out) for t, out in taps.outputs.items()}
 
     def export_inference_state(self) -> dict[str, torch.Tensor]:
         """The backbone's state dict only: loadable into the plain timm model, heads dropped."""
