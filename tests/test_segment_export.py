@@ -8,11 +8,12 @@ import numpy as np
 import openslide
 import pytest
 import tifffile
-from shapely.geometry import Polygon, shape
+from shapely.geometry import Polygon, box, shape
 
 from pathda.annotations import BACH_CLASSES, write_geojson
 from pathda.segment.export_geojson import label_regions
 from pathda.segment.export_tiff import write_label_ome_tiff
+from pathda.segment.grid import label_areas_l0
 from pathda.segment.overlay import blend_labels
 
 
@@ -100,3 +101,26 @@ def test_overlay_tints_only_non_normal_labels():
     np.testing.assert_array_equal(out[:, :20], thumb[:, :20])
     expected = np.round(0.5 * 200 + 0.5 * np.array(BACH_CLASSES.colors[3]))
     np.testing.assert_array_equal(out[:, 20:], np.broadcast_to(expected, (30, 20, 3)))
+
+
+def test_regions_are_clipped_to_the_slide():
+    # 10 x 9 px slide at 4 px per cell: a 3 x 3 mask whose last row and column stick out
+    labels = np.full((3, 3), 3, np.uint8)
+    [region] = label_regions(labels, 4, BACH_CLASSES, slide_size=(10, 9))
+    assert region.bounds == pytest.approx((0, 0, 10, 9))
+    [unclipped] = label_regions(labels, 4, BACH_CLASSES)
+    assert unclipped.bounds == pytest.approx((0, 0, 12, 12))  # what the mask alone implies
+    expected = Polygon(unclipped.exterior).intersection(box(0, 0, 10, 9))
+    assert Polygon(region.exterior).symmetric_difference(expected).area == pytest.approx(0)
+
+
+def test_label_areas_count_only_the_slide():
+    labels = np.array([[1, 1, 2], [0, 3, 3], [2, 2, 2]], np.uint8)
+    areas = label_areas_l0(labels, 4, 4, (10, 9))  # cells: columns 4, 4, 2; rows 4, 4, 1
+    np.testing.assert_allclose(areas, [16, 32, 8 + 10, 16 + 8])
+    assert areas.sum() == pytest.approx(90)
+    where = np.zeros((3, 3), bool)
+    where[2] = True
+    np.testing.assert_allclose(label_areas_l0(labels, 4, 4, (10, 9), where=where), [0, 0, 10, 0])
+    # a mask coarser than the slide: one cell, the slide's area
+    assert label_areas_l0(np.ones((1, 1), np.uint8), 2, 100000, (400, 300))[1] == 120000

@@ -10,7 +10,8 @@ import pytest
 import tifffile
 import torch
 import zarr
-from shapely.geometry import shape
+from shapely.geometry import box, shape
+from shapely.ops import unary_union
 
 from pathda.adapt import create_backbone
 from pathda.annotations import BACH_CLASSES
@@ -109,6 +110,37 @@ def test_outputs_complete_and_readable_by_the_scorer(tmp_path, loaded):
     features = json.loads((folder / "s1.geojson").read_text())["features"]
     assert all(shape(f["geometry"]).is_valid for f in features)
     assert summary["n_regions"] == len(features)
+
+
+@pytest.mark.parametrize("downsample", [7, 100000])
+def test_outputs_stay_inside_the_slide(tmp_path, loaded, downsample):
+    # tissue up to the edges of a slide whose size is no multiple of the cell
+    rng = np.random.default_rng(0)
+    image = np.clip(np.array([200, 110, 170]) + rng.integers(-25, 25, (301, 403, 3)), 0, 255)
+    slide = tmp_path / "s.tif"
+    tifffile.imwrite(
+        slide, image.astype(np.uint8), photometric="rgb", resolution=(2e4, 2e4),
+        resolutionunit="CENTIMETER",
+    )  # fmt: skip
+    result = segment_slide(
+        slide, loaded, tmp_path / "o", num_workers=0, quiet=True, tissue=SMALL_TISSUE,
+        output_downsample=downsample, min_region_area_um2=0, include_normal=True, write_xml=True,
+    )  # fmt: skip
+    summary = result.summary_data
+    slide_mm2 = 403 * 301 * 0.5**2 / 1e6
+    # every cell is tissue; the summary rounds to 1e-6 mm²
+    assert summary["tissue_mm2"] == pytest.approx(slide_mm2, abs=1e-6)
+    assert sum(summary["area_mm2"].values()) == pytest.approx(slide_mm2, abs=4e-6)
+    features = json.loads((result.folder / "s.geojson").read_text())["features"]
+    # (at downsample 100000 the one cell's outline may miss the slide entirely: no regions)
+    assert len(features) > 0 or downsample == 100000
+    union = unary_union([shape(f["geometry"]) for f in features])
+    assert union.is_empty or box(0, 0, 403, 301).contains(union)
+    if downsample == 7:
+        assert union.bounds == pytest.approx((0, 0, 403, 301))
+    xml = (result.folder / "s.xml").read_text()
+    assert all(0 <= float(v) <= 403 for v in re.findall(r' X="([-\d.]+)"', xml))
+    assert all(0 <= float(v) <= 301 for v in re.findall(r' Y="([-\d.]+)"', xml))
 
 
 def test_worker_processes_give_the_same_result(tmp_path, loaded):

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry import box as rectangle
 from shapely.validation import make_valid
 from skimage.measure import find_contours
 
+from pathda._types import IntPair
 from pathda.annotations import Annotation, ClassMap
 
 # Vertices closer than this many mask cells to the simplified outline are dropped
@@ -32,6 +34,7 @@ def label_regions(
     *,
     min_area_px: float = 0.0,
     include_normal: bool = False,
+    slide_size: IntPair | None = None,
 ) -> list[Annotation]:
     """Polygons of every connected region of each class, in level-0 pixels.
 
@@ -41,14 +44,18 @@ def label_regions(
         class_map: names the classes (the annotation label is the class name).
         min_area_px: regions and holes smaller than this (level-0 px²) are dropped.
         include_normal: also outline class 0 (normal) regions.
+        slide_size: level-0 (width, height); polygons are clipped to it, since the mask's
+            last row and column of cells reach past the slide's edge.
 
     Returns:
         Annotations sorted by class id, each a shapely-valid polygon (exterior + holes).
     """
     out: list[Annotation] = []
     first = 0 if include_normal else 1
+    bounds = None if slide_size is None else rectangle(0, 0, *slide_size)
     for cid in range(first, len(class_map)):
-        for polygon in _class_polygons(labels == cid, float(mask_downsample), min_area_px):
+        polygons = _class_polygons(labels == cid, float(mask_downsample), min_area_px)
+        for polygon in _clipped(polygons, bounds, min_area_px):
             out.append(
                 Annotation(
                     class_map.names[cid],
@@ -57,6 +64,25 @@ def label_regions(
                 )
             )
     return out
+
+
+def _clipped(
+    polygons: Iterator[Polygon], bounds: Polygon | None, min_area_px: float
+) -> Iterator[Polygon]:
+    """``polygons`` cut to ``bounds`` (None: unchanged); a polygon may split in parts."""
+    for polygon in polygons:
+        if bounds is None or bounds.contains(polygon):
+            yield polygon
+            continue
+        for part in _polygon_parts(polygon.intersection(bounds)):
+            if part.area >= max(min_area_px, 1e-9):
+                yield part
+
+
+def _polygon_parts(geometry: object) -> list[Polygon]:
+    if isinstance(geometry, Polygon):
+        return [geometry] if not geometry.is_empty else []
+    return [g for g in getattr(geometry, "geoms", []) if isinstance(g, Polygon) and not g.is_empty]
 
 
 def _class_polygons(binary: np.ndarray, ds: float, min_area_px: float) -> Iterator[Polygon]:
@@ -93,4 +119,4 @@ def _polygons_from_rings(rings: list[np.ndarray]) -> list[Polygon]:
         return [repaired]
     if isinstance(repaired, MultiPolygon):
         return list(repaired.geoms)
-    return [g for g in getattr(repaired, "geoms", []) if isinstance(g, Polygon)]
+    return _polygon_parts(repaired)

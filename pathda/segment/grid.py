@@ -132,3 +132,50 @@ def resample_nearest(
 def _nearest_index(n: int, dst_ds: float, src_ds: float, src_n: int) -> np.ndarray:
     centres = (np.arange(n) + 0.5) * dst_ds
     return np.clip(np.floor(centres / src_ds).astype(np.int64), 0, src_n - 1)
+
+
+def cell_sides_in_slide(n_cells: int, cell_l0: float, length_l0: int) -> np.ndarray:
+    """Level-0 length of each mask cell along one axis that lies inside ``[0, length_l0)``.
+
+    The last cell of a mask usually sticks out of the slide (``mask_shape`` rounds up);
+    its side is cut at the slide's edge, and cells wholly outside get 0.
+    """
+    starts = np.arange(n_cells, dtype=np.float64) * cell_l0
+    return np.clip(float(length_l0) - starts, 0.0, float(cell_l0))
+
+
+def label_areas_l0(
+    labels: np.ndarray,
+    n_classes: int,
+    mask_downsample: float,
+    slide_size: IntPair,
+    where: np.ndarray | None = None,
+    block_cells: int = 1 << 20,
+) -> np.ndarray:
+    """Level-0 px² of each class in a label mask, counting only the part inside the slide.
+
+    Args:
+        labels: (height, width) class ids, one cell per ``mask_downsample`` level-0 px.
+        n_classes: length of the result (ids >= it are not counted).
+        mask_downsample: level-0 pixels per mask cell.
+        slide_size: (width, height) of level 0 in pixels; cells are clipped to it, so the
+            padding of the last row and column never counts, however coarse the mask.
+        where: optional (height, width) bool; cells where it is False are not counted.
+        block_cells: cells per block of rows (bounds the float64 temporaries).
+
+    Returns:
+        (n_classes,) float64 areas in level-0 px²; their sum is at most width x height.
+    """
+    heights = cell_sides_in_slide(labels.shape[0], mask_downsample, slide_size[1])
+    widths = cell_sides_in_slide(labels.shape[1], mask_downsample, slide_size[0])
+    areas = np.zeros(n_classes, dtype=np.float64)
+    step = max(1, block_cells // max(labels.shape[1], 1))
+    for top in range(0, labels.shape[0], step):
+        rows = slice(top, top + step)
+        ids = labels[rows].astype(np.int64)
+        weight = heights[rows, None] * widths[None, :]
+        keep = ids < n_classes
+        if where is not None:
+            keep &= where[rows]
+        areas += np.bincount(ids[keep], weights=weight[keep], minlength=n_classes)[:n_classes]
+    return areas

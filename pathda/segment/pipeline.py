@@ -236,6 +236,7 @@ def _export(
         class_map,
         min_area_px=cfg.min_region_area_um2 / mpp**2,
         include_normal=cfg.include_normal,
+        slide_size=slide.dimensions,
     )
     write_geojson(prefix.parent / out["geojson"], regions, class_map)
     if cfg.write_xml:
@@ -244,9 +245,14 @@ def _export(
     thumbnail = slide.thumbnail(max_size=min(OVERLAY_MAX_SIDE, max(slide.dimensions)))
     overlay = blend_labels(thumbnail, labels, class_map, include_normal=cfg.include_normal)
     write_overlay_png(prefix.parent / out["overlay.png"], overlay)
-    cell_mm2 = (ds * mpp) ** 2 / 1e6
-    counts = np.bincount(labels.ravel(), minlength=len(class_map))
-    counts[0] = np.count_nonzero((labels == 0) & plan.tissue)  # normal = tissue, not glass
+    # Areas count only the part of each cell inside the slide (the mask's last row and
+    # column stick out), so they never exceed the slide, however coarse the mask.
+    px_mm2 = mpp**2 / 1e6
+    n = len(class_map)
+    counts = grid.label_areas_l0(labels, n, ds, slide.dimensions)
+    # normal = tissue, not glass
+    counts[0] = grid.label_areas_l0(labels, n, ds, slide.dimensions, where=plan.tissue)[0]
+    tissue_px = grid.label_areas_l0(plan.tissue.astype(np.uint8), 2, ds, slide.dimensions)[1]
     return {
         "slide": str(slide.path.resolve()),
         "slide_dimensions": list(slide.dimensions),
@@ -258,10 +264,10 @@ def _export(
         "outputs": out,
         "class_names": list(class_map.names),
         "area_mm2": {
-            n: round(float(c) * cell_mm2, 6)
-            for n, c in zip(class_map.names, counts[: len(class_map)], strict=True)
+            name: round(float(c) * px_mm2, 6)
+            for name, c in zip(class_map.names, counts, strict=True)
         },
-        "tissue_mm2": round(float(np.count_nonzero(plan.tissue)) * cell_mm2, 6),
+        "tissue_mm2": round(float(tissue_px) * px_mm2, 6),
         "n_regions": len(regions),
         "model": {
             "arch": meta["arch"],
