@@ -46,3 +46,18 @@ class ConfigError(PathdaError):
 
 class PretrainedWeightsError(PathdaError):
     """Pretrained weights cannot be fetched (gated, offline and not cached, unknown name)."""
+
+
+class AllRegionsSkippedWarning(UserWarning):
+    """An annotation file has regions but none was usable: its slide reads as all background.
+
+    A warning, not an error, because an annotator may mean it; commands collect it into
+    their run summary, and strict reading turns it into an ``AnnotationError``.
+
+    Attributes:
+        path: the annotation file.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path

@@ -4,7 +4,8 @@ Layout: ``Annotations/Annotation/Regions/Region/Vertices/Vertex@X,Y`` in level-0
 A region's label is the first non-empty ``Region/Attributes/Attribute@Value``, else
 ``Region@Text``, else its layer's ``Annotation@Name``, else the layer's first non-empty
 ``Annotation/Attributes/Attribute@Value``. Regions with ``NegativeROA="1"`` are holes cut
-out of the region of the same layer they lie in (ImageScope's convention).
+out of the region of the same layer they lie in (ImageScope's convention). Arrow and ruler
+regions (``Type`` 3 and 4) are lines and are skipped with one warning per file.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from pathda.errors import AnnotationError
 ROOT_TAG = "Annotations"
 _ELLIPSE_TYPE = "2"  # ImageScope stores an ellipse as the 2 corners of its bounding box.
 _ELLIPSE_VERTICES = 64
+# Region types that mark a line, not an area (ImageScope's arrow and ruler tools):
+# they label no pixels, so they are skipped, not refused.
+_LINE_TYPES = frozenset({"3", "4"})
 
 
 def parse_imagescope(path: Path, root: ET.Element) -> list[Annotation]:
     """Annotations of a parsed ImageScope document (see the module docstring)."""
     annotations: list[Annotation] = []
     orphans: list[np.ndarray] = []
+    lines = 0
     for layer_no, layer in enumerate(root.findall("Annotation"), start=1):
         where = f"Annotation Id={layer.get('Id', layer_no)}"
         regions = layer.find("Regions")
@@ -40,6 +45,9 @@ def parse_imagescope(path: Path, root: ET.Element) -> list[Annotation]:
         holes: list[np.ndarray] = []
         for region_no, region in enumerate(regions.findall("Region"), start=1):
             rwhere = f"{where} Region Id={region.get('Id', region_no)}"
+            if (region.get("Type") or "0").strip() in _LINE_TYPES:
+                lines += 1
+                continue
             ring = _region_ring(path, region, rwhere)
             if region.get("NegativeROA", "0").strip() == "1":
                 holes.append(ring)
@@ -55,6 +63,12 @@ def parse_imagescope(path: Path, root: ET.Element) -> list[Annotation]:
     if orphans:
         # Negative regions drawn in a different layer from their positive region.
         annotations, orphans = attach_holes(annotations, orphans)
+    if lines:
+        warnings.warn(
+            f"{path}: {lines} ruler/arrow region(s) (Type 3/4, lines, not areas) skipped",
+            UserWarning,
+            stacklevel=2,
+        )
     if orphans:
         warnings.warn(
             f"{path}: {len(orphans)} negative (NegativeROA) region(s) lie in no region; ignored",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from pathda.annotations import asap, imagescope
 from pathda.annotations._xml import parse_xml_root
 from pathda.annotations.geojson import is_geojson, parse_geojson
 from pathda.annotations.model import Annotation
-from pathda.errors import AnnotationError
+from pathda.annotations.repair import repair_annotations
+from pathda.errors import AllRegionsSkippedWarning, AnnotationError
 
 XML_SUFFIXES = {".xml"}
 JSON_SUFFIXES = {".geojson", ".json"}
@@ -39,16 +41,25 @@ def is_annotation_file(path: str | Path) -> bool:
         return True
 
 
-def read_annotations(path: str | Path) -> list[Annotation]:
+def read_annotations(path: str | Path, *, strict: bool = False) -> list[Annotation]:
     """Read polygons (level-0 pixels) from an ImageScope XML, ASAP XML or QuPath GeoJSON file.
 
     ``.xml`` files are told apart by their root element (``<Annotations>``: ImageScope/BACH,
     ``<ASAP_Annotations>``: ASAP); ``.geojson``/``.json`` are GeoJSON. An empty file is
-    valid and gives [] (the whole slide is background, BACH: normal).
+    valid and gives [] (the whole slide is background, BACH: normal). Self-intersecting
+    polygons are repaired (``pathda.annotations.repair``) with one warning per file.
+
+    Args:
+        path: the annotation file.
+        strict: refuse a file whose regions were *all* skipped (lines, points, no label)
+            instead of warning; read as [], it would make its slide all background.
 
     Raises:
         AnnotationError: missing, unreadable or malformed file, or an unsupported extension;
-            the message names the file.
+            with ``strict``, a file whose every region was skipped. The message names the file.
+
+    Warns:
+        AllRegionsSkippedWarning: the file has regions but none was usable.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -66,17 +77,43 @@ def read_annotations(path: str | Path) -> list[Annotation]:
         raise AnnotationError(f"{path}: cannot read annotation file ({exc})") from None
     if not content.strip():
         return []
+    annotations, n_regions = _parse(path, suffix, content)
+    if n_regions and not annotations:
+        message = (
+            f"{path}: all {n_regions} region(s) were skipped (see the warnings about them); "
+            "read as no annotation, the slide is all background (normal)"
+        )
+        if strict:
+            raise AnnotationError(f"{message}; fix the file or leave the slide out")
+        warnings.warn(AllRegionsSkippedWarning(message, str(path)), stacklevel=2)
+    annotations, n_repaired = repair_annotations(annotations)
+    if n_repaired:
+        warnings.warn(
+            f"{path}: {n_repaired} self-intersecting polygon(s) repaired (every area the "
+            "outline encloses is filled; shapely make_valid, structure method)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return annotations
+
+
+def _parse(path: Path, suffix: str, content: bytes) -> tuple[list[Annotation], int]:
+    """The annotations of a non-empty file, and how many regions the file holds."""
     if suffix in JSON_SUFFIXES:
         try:
             data = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AnnotationError(f"{path}: not valid JSON ({exc})") from None
-        return parse_geojson(path, data)
+        annotations = parse_geojson(path, data)
+        features = data.get("features") if isinstance(data, dict) else data
+        return annotations, len(features) if isinstance(features, list) else 1
     root = parse_xml_root(path, content)
     if root.tag == imagescope.ROOT_TAG:
-        return imagescope.parse_imagescope(path, root)
+        return imagescope.parse_imagescope(path, root), len(
+            root.findall("Annotation/Regions/Region")
+        )
     if root.tag == asap.ROOT_TAG:
-        return asap.parse_asap(path, root)
+        return asap.parse_asap(path, root), len(root.findall("Annotations/Annotation"))
     raise AnnotationError(
         f"{path}: XML root is <{root.tag}>, expected <{imagescope.ROOT_TAG}> (ImageScope) "
         f"or <{asap.ROOT_TAG}> (ASAP)"

@@ -14,7 +14,7 @@ import warnings
 import click
 import typer._click as typer_click  # typer >= 0.20 vendors its own copy of click
 
-from pathda.cli._app import app, expand_optional_values
+from pathda.cli._app import WarningPrinter, app, expand_optional_values
 from pathda.errors import PathdaError
 
 
@@ -27,14 +27,10 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    # Users get "pathda: warning: ..." on one line, not a source location.
-    print(f"pathda: warning: {message}", file=file or sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors print one line to stderr and exit with code 2."""
-    warnings.showwarning = _one_line_warning
+    # Users get "pathda: warning: ..." on one line, each text once, not a source location.
+    warnings.showwarning = WarningPrinter()
     try:
         args = expand_optional_values(sys.argv[1:] if argv is None else list(argv))
         rc = app(args=args, standalone_mode=False, prog_name="pathda")

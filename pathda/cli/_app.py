@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,29 @@ app = typer.Typer(
 )
 
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bars or info output.")
+
+
+class WarningPrinter:
+    """``warnings.showwarning`` for users: ``pathda: warning: ...``, each distinct text once.
+
+    A command may meet one warning several times (tile reads each annotation file when it
+    validates the inputs and again when it plans the slide); the user needs it once.
+    ``shown`` keeps every warning printed, by text, for a run summary.
+    """
+
+    def __init__(self) -> None:
+        self.shown: dict[str, Warning] = {}
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if text in self.shown:
+            return
+        self.shown[text] = message if isinstance(message, Warning) else category(text)
+        print(f"pathda: warning: {text}", file=file or sys.stderr)
+
+    def of_category(self, category: type[Warning]) -> list[Warning]:
+        """The warnings shown so far of ``category`` (or a subclass), in order."""
+        return [w for w in self.shown.values() if isinstance(w, category)]
 
 
 @contextmanager

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from pathda.cli._app import QuietOption, app, class_alias_advice
+from pathda.cli._app import QuietOption, WarningPrinter, app, class_alias_advice
+from pathda.errors import AllRegionsSkippedWarning
 
 
 @app.command()
@@ -72,6 +73,12 @@ def tile(
     preview: bool = typer.Option(
         False, "--preview", help="PNG per slide: tiles coloured by label."
     ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Refuse an annotation file whose regions were all skipped (default: warn and "
+        "tile its slide as all normal).",
+    ),
     quiet: bool = QuietOption,
 ) -> None:
     """Tile slides (+ annotations) into a zarr tile store; rerun the same command to resume."""
@@ -102,17 +109,29 @@ def tile(
         "stain": stain,
         "stain_reference": stain_reference,
         "preview": preview or None,
+        "strict": strict or None,
     }
     yaml_layer = load_yaml(config, "tile") if config else None
     cfg = build_config(TileConfig, yaml_layer, cli, source=str(config or "command line"))
+    printer = WarningPrinter()
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        warnings.showwarning = _show_warning
+        warnings.showwarning = printer
         with class_alias_advice():
             store = tile_slides(sources, out, cfg, quiet=quiet)
     if not quiet:
         typer.echo(f"wrote {store}", err=True)
+    _summarise(printer)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"pathda: warning: {message}", file=sys.stderr)
+def _summarise(printer: WarningPrinter) -> None:
+    """Repeat what made source data all normal at the end, where it is not scrolled away."""
+    empty = printer.of_category(AllRegionsSkippedWarning)
+    if empty:
+        files = "; ".join(getattr(w, "path", "") or str(w) for w in empty)
+        print(
+            f"pathda: warning: summary: {len(empty)} annotation file(s) had every region "
+            f"skipped, so their slides were tiled as all normal: {files}; check them, or "
+            "pass --strict to refuse such files",
+            file=sys.stderr,
+        )

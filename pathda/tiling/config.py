@@ -10,6 +10,9 @@ from pathda.errors import ConfigError
 from pathda.tiling.grid import LabelRule
 from pathda.tiling.tissue import TissueMethod, TissueParams
 
+SPLITS = ("train", "val", "test")
+"""The split names a slide can have (training uses train and val; test is held out)."""
+
 BACH_BASE_MPP = 0.467  # µm/px of BACH slides at full resolution; the paper tiles at k * this
 
 
@@ -41,6 +44,8 @@ class TileConfig:
             blocks of this size and cut into patches).
         append: add slides to an existing store.
         preview: write a PNG per slide with the tile grid coloured by label.
+        strict: refuse an annotation file whose regions were all skipped (else it is
+            read as no annotation, making its slide all normal, with a warning).
     """
 
     mpp: float = 4 * BACH_BASE_MPP
@@ -66,6 +71,7 @@ class TileConfig:
     block_px: int = 2048
     append: bool = False
     preview: bool = False
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if not self.mpp > 0:
@@ -82,6 +88,8 @@ class TileConfig:
             raise ConfigError(f"--label-rule must be centre or majority, got {self.label_rule!r}")
         if self.workers < 0 or self.block_px < 1:
             raise ConfigError("--workers must be >= 0 and block_px >= 1")
+        if self.split not in SPLITS:
+            raise ConfigError(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
         if (self.stain is None) != (self.stain_reference is None):
             raise ConfigError("--stain and --stain-reference go together: give both or neither")
         self.tissue_params()  # validates the tissue settings

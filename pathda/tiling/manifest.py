@@ -23,6 +23,7 @@ from pathlib import Path
 from pathda.annotations.read import is_annotation_file
 from pathda.errors import ConfigError, PathdaError
 from pathda.slide.naming import OME_INFIX, slide_stem
+from pathda.tiling.config import SPLITS
 
 ANNOTATION_SUFFIXES = (".xml", ".geojson", ".json")
 MANIFEST_COLUMNS = ("slide", "annotation", "domain", "split")
@@ -115,7 +116,12 @@ def read_manifest(path: Path, split: str = "train") -> list[SlideSpec]:
         if ann is not None and not ann.is_file():
             raise InputError(f"{path}:{line}: annotation {ann} not found")
         dom = row.get("domain") or _default_domain(ann)
-        specs.append(SlideSpec(slide, ann, dom, row.get("split") or split))
+        row_split = row.get("split") or split
+        if row_split not in SPLITS:
+            raise InputError(
+                f"{path}:{line}: split {row_split!r} is not one of {', '.join(SPLITS)}"
+            )
+        specs.append(SlideSpec(slide, ann, dom, row_split))
     if not specs:
         raise InputError(f"{path}: manifest lists no slides")
     return specs

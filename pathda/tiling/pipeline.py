@@ -106,7 +106,7 @@ def _validate(specs: list[SlideSpec], config: TileConfig) -> None:
                 f"{slide_mpp:.4g} µm/px (patches would be upsampled); raise --mpp, or pass "
                 "--slide-mpp if the file states its resolution wrongly"
             )
-        load_annotations(spec, dims, class_map)
+        load_annotations(spec, dims, class_map, config.strict)
     if config.stain_reference is not None and not Path(config.stain_reference).is_file():
         raise ConfigError(f"{config.stain_reference}: stain reference image not found")
 

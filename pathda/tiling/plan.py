@@ -107,11 +107,16 @@ def class_map_for(config: TileConfig) -> ClassMap:
     return BACH_CLASSES.with_aliases(parse_class_aliases(config.class_aliases))
 
 
-def load_annotations(spec: SlideSpec, dimensions: tuple[int, int], class_map: ClassMap) -> list:
-    """Read a slide's annotations, checking class names and that they lie on the slide."""
+def load_annotations(
+    spec: SlideSpec, dimensions: tuple[int, int], class_map: ClassMap, strict: bool = False
+) -> list:
+    """Read a slide's annotations, checking class names and that they lie on the slide.
+
+    ``strict`` refuses a file whose regions were all skipped (see ``read_annotations``).
+    """
     if spec.annotation is None:
         return []
-    annotations = read_annotation_file(spec.annotation)
+    annotations = read_annotation_file(spec.annotation, strict=strict)
     for ann in annotations:
         class_map.id_of(ann.label, str(spec.annotation))
     if annotations:
@@ -140,7 +145,7 @@ def plan_slide(
     with open_for_tiling(spec.slide, config.slide_mpp) as slide:
         slide_mpp = slide.require_mpp()
         dims = (int(slide.dimensions[0]), int(slide.dimensions[1]))
-        annotations = load_annotations(spec, dims, class_map)
+        annotations = load_annotations(spec, dims, class_map, config.strict)
         params = config.tissue_params()
         long_side_um = max(dims) * slide_mpp
         thumb_mpp = max(slide_mpp, min(params.mpp, long_side_um / _MIN_THUMBNAIL_PX))
