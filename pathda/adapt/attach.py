@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pathda.errors import ConfigError
+from pathda.models.structure import block_names, stage_names
 
 GRANULARITIES = ("block", "stage")
 # Modules whose output is the pooled feature vector the classifier reads, in timm's names:
@@ -104,32 +105,6 @@ class FeatureTaps:
         self.remove()
 
 
-def _stage_names(model: nn.Module) -> list[str]:
-    # timm's feature_info lists the modules at each reduction; the stem (reduction 2) is not a
-    # stage of the body, so only reductions >= 4 count (ResNet layer1..4, ConvNeXt stages.0..3).
-    info = getattr(model, "feature_info", None)
-    if not info:
-        raise ConfigError(
-            f"cannot infer tap points for {type(model).__name__} (it has no timm feature_info); "
-            "name the modules to tap explicitly"
-        )
-    names = [entry["module"] for entry in info if entry.get("reduction", 1) >= 4]
-    if not names:
-        raise ConfigError(f"{type(model).__name__} lists no stages; name the modules to tap")
-    return names
-
-
-def _block_names(model: nn.Module, stage: str) -> list[str]:
-    module = model.get_submodule(stage)
-    # A stage is a Sequential of blocks (ResNet) or holds one under `.blocks` (ConvNeXt, ViT-ish).
-    if isinstance(module, nn.Sequential):
-        return [f"{stage}.{child}" for child, _ in module.named_children()]
-    blocks = getattr(module, "blocks", None)
-    if isinstance(blocks, nn.Sequential):
-        return [f"{stage}.blocks.{child}" for child, _ in blocks.named_children()]
-    return [stage]
-
-
 def default_tap_points(model: nn.Module, method: str, granularity: str = "block") -> list[str]:
     """Where to attach domain heads on a timm backbone.
 
@@ -165,8 +140,5 @@ def default_tap_points(model: nn.Module, method: str, granularity: str = "block"
             f"{', '.join(POOLED_FEATURE_MODULES)}); name the module before the classifier"
         )
     if method in ("ldann", "lwass"):
-        stages = _stage_names(model)
-        if granularity == "stage":
-            return stages
-        return [block for stage in stages for block in _block_names(model, stage)]
+        return stage_names(model) if granularity == "stage" else block_names(model)
     raise ConfigError(f"unknown adaptation method {method!r}; use none, dann, ldann or lwass")

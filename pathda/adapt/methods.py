@@ -243,10 +243,13 @@ def build_optimizers(
     lr: float = 1e-3,
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
+    backbone_groups: list[dict] | None = None,
 ) -> dict[str, torch.optim.Optimizer]:
     """SGD for the backbone (``"model"``) and for the heads (``"heads"``, absent without heads).
 
-    Defaults are the paper's (section 3.1), used for every network.
+    Defaults are the paper's (section 3.1), used for every network. ``backbone_groups``
+    replaces the backbone's parameters by parameter groups (e.g. only the trainable ones,
+    each with its own ``lr`` for layer-wise learning-rate decay).
 
     Raises:
         ConfigError: The model's heads do not match the method (built for another one).
@@ -260,7 +263,7 @@ def build_optimizers(
     def sgd(params) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    optimizers = {"model": sgd(model.backbone.parameters())}
+    optimizers = {"model": sgd(backbone_groups or model.backbone.parameters())}
     if has_heads:
         optimizers["heads"] = sgd(model.heads.parameters())
     return optimizers

@@ -32,6 +32,16 @@ def train(
         "Downloaded into the Hugging Face cache; HF_HUB_OFFLINE=1 uses the cache only.",
     ),
     weights: Path | None = typer.Option(None, help="Local weights file (nothing is downloaded)."),
+    finetune: str | None = typer.Option(
+        None, help="full | partial (last --finetune-blocks blocks) | linear (classifier only)."
+    ),
+    finetune_blocks: int | None = typer.Option(None, help="Blocks that train with partial."),
+    layer_decay: float | None = typer.Option(
+        None, help="Layer-wise lr decay per block (ViT fine-tuning: 0.65-0.75; 1 = none)."
+    ),
+    grad_checkpointing: bool | None = typer.Option(
+        None, "--grad-checkpointing/--no-grad-checkpointing", help="Trade compute for memory."
+    ),
     tap: list[str] | None = typer.Option(
         None, "--tap", help="Module name (model.named_modules()) to attach a head to; repeatable."
     ),
@@ -70,6 +80,10 @@ def train(
         "arch": arch,
         "pretrained": pretrained,
         "weights": weights,
+        "finetune": finetune,
+        "finetune_blocks": finetune_blocks,
+        "layer_decay": layer_decay,
+        "grad_checkpointing": grad_checkpointing,
         "taps": tuple(tap) if tap else None,
         "granularity": granularity,
         "epochs": epochs,

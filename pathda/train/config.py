@@ -33,6 +33,12 @@ class TrainConfig:
     # Fetched by timm/huggingface_hub into the Hugging Face cache (HF_HUB_OFFLINE=1: cache only).
     pretrained: str | None = None
     weights: Path | None = None  # local timm/torch weights file; nothing is downloaded
+    # fine-tuning regime: "full" (all parameters), "partial" (the last `finetune_blocks`
+    # blocks and everything after them), "linear" (classifier only: a linear probe)
+    finetune: Literal["full", "partial", "linear"] = "full"
+    finetune_blocks: int = 0
+    layer_decay: float = 1.0  # layer-wise lr decay per block (ViT recipe: 0.65-0.75); 1: none
+    grad_checkpointing: bool = False  # recompute activations in backward (big ViTs)
     # adaptation
     method: Literal["none", "dann", "ldann", "lwass"] = "none"
     taps: tuple[str, ...] = ()  # dotted module names; empty: the method's default tap points
@@ -78,6 +84,8 @@ class TrainConfig:
             "select_last_fraction": 0 < self.select_last_fraction <= 1,
             "val_fraction": 0 <= self.val_fraction < 1,
             "steps_per_epoch": self.steps_per_epoch >= 0,
+            "layer_decay": 0 < self.layer_decay <= 1,
+            "finetune_blocks": (self.finetune_blocks >= 1) == (self.finetune == "partial"),
             "label_free_tiles": self.label_free_tiles >= 0,
             "stain_jitter": self.stain_jitter in ("mild", "strong"),
         }

@@ -36,6 +36,12 @@ from pathda.train.distributed import (
 )
 from pathda.train.history import MetricsLog, plot_curves
 from pathda.train.labelfree_eval import alignment_taps, label_free_metrics, sample_indices
+from pathda.train.regime import (
+    backbone_param_groups,
+    enable_grad_checkpointing,
+    freeze_backbone,
+    trainable_taps,
+)
 from pathda.train.state import load_state, restore_rng, save_state, seed_everything
 
 MODEL_FILE = "model.pt"
@@ -120,13 +126,21 @@ class _Run:
         self.input_config = model_input_config(backbone)
         self._warn_input_size()
         backbone.to(self.device)
+        first_trainable = freeze_backbone(backbone, cfg.finetune, cfg.finetune_blocks)
+        if cfg.grad_checkpointing:
+            enable_grad_checkpointing(backbone)
         self.model = self.method.build_model(
-            backbone, tuple(cfg.taps) or None, (3, self.patch_size, self.patch_size)
+            backbone,
+            self._taps(backbone, first_trainable),
+            (3, self.patch_size, self.patch_size),
         )
         if cfg.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.layer_weights = {tap: cfg.layer_weight for tap in self.model.tap_points}
-        opts = build_optimizers(self.model, self.method, cfg.lr, cfg.momentum, cfg.weight_decay)
+        groups = backbone_param_groups(backbone, cfg.lr, cfg.weight_decay, cfg.layer_decay)
+        opts = build_optimizers(
+            self.model, self.method, cfg.lr, cfg.momentum, cfg.weight_decay, groups
+        )
         self.optimizers = {k: AllReduceOptimizer(o, ctx) for k, o in opts.items()}
         self.mean, self.std = self.input_config.mean, self.input_config.std
         on_the_fly = stain_transform(self.stain) if self.stain_on_the_fly else None
@@ -139,6 +153,19 @@ class _Run:
         )
 
     # -- setup --------------------------------------------------------------------------
+    def _taps(self, backbone: torch.nn.Module, first_trainable: str) -> list[str]:
+        """The method's taps (or the configured ones) that sit on trainable layers."""
+        explicit = bool(self.cfg.taps)
+        taps = list(self.cfg.taps) if explicit else self.method.default_tap_points(backbone)
+        kept = trainable_taps(backbone, taps, first_trainable, explicit=explicit)
+        if taps and not kept:
+            raise ConfigError(
+                f"method {self.cfg.method!r} has no trainable layer to adapt with finetune "
+                f"{self.cfg.finetune!r} (training starts at {first_trainable}); use method "
+                "none, or train more blocks (finetune partial with finetune_blocks)"
+            )
+        return kept
+
     def _warn_input_size(self) -> None:
         trained_at = self.input_config.input_size[1]
         if self.cfg.pretrained is not None and trained_at != self.patch_size:
