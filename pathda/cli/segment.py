@@ -48,6 +48,20 @@ def segment(
         None, "--window", help="Overlap blending window: gaussian or uniform (default: gaussian)."
     ),
     xml: bool = typer.Option(False, "--xml", help="Also write ImageScope XML annotations."),
+    mode: str | None = typer.Option(
+        None,
+        "--mode",
+        help="patch (each patch on its own; default) or dense (the classifier run fully "
+        "convolutionally over blocks; timm ResNets, stride a multiple of 16).",
+    ),
+    tile: int | None = typer.Option(
+        None, "--tile", help="Dense mode: block side in px at the model's mpp (default: 2048)."
+    ),
+    margin: int | None = typer.Option(
+        None,
+        "--margin",
+        help="Dense mode: context around each block in px at the model's mpp (default: 64).",
+    ),
     quiet: bool = QuietOption,
 ) -> None:
     """Segment slides into normal / benign / in situ / invasive (mask, GeoJSON, overlay)."""
@@ -65,6 +79,9 @@ def segment(
         "min_region_area_um2": min_area,
         "window": window,
         "write_xml": xml or None,
+        "mode": mode,
+        "tile_px": tile,
+        "margin_px": margin,
     }
     defaults = load_yaml(config, "segment") if config else {}
     cfg = build_config(SegmentConfig, defaults, cli, source=str(config or "options"))

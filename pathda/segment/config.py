@@ -13,6 +13,9 @@ from pathda.errors import ConfigError
 from pathda.segment import grid
 from pathda.tiling.tissue import TissueParams
 
+MODES = ("patch", "dense")
+"""Inference modes of ``segment_slide`` (see ``SegmentConfig.mode``)."""
+
 
 @dataclass(frozen=True)
 class SegmentConfig:
@@ -35,6 +38,12 @@ class SegmentConfig:
             (the mask keeps them).
         include_normal: also outline normal-tissue regions in GeoJSON/XML.
         write_xml: also write ImageScope XML.
+        mode: ``patch`` (every patch through the network on its own; the reference) or
+            ``dense`` (the classifier run fully convolutionally over blocks of patches,
+            see ``pathda.segment.dense``; timm ResNets without squeeze-excitation only).
+        tile_px: dense mode: side of a block read, px at the model mpp (margins included).
+        margin_px: dense mode: context read around each block's patches, px at the model
+            mpp (a multiple of 32), so patches at block edges see their real neighbours.
     """
 
     stride: int | None = None
@@ -49,6 +58,9 @@ class SegmentConfig:
     min_region_area_um2: float = 2500.0
     include_normal: bool = False
     write_xml: bool = False
+    mode: str = "patch"
+    tile_px: int = 2048
+    margin_px: int = 64
 
     def __post_init__(self) -> None:
         if self.stride is not None and self.stride < 1:
@@ -67,6 +79,12 @@ class SegmentConfig:
             except TypeError as err:
                 raise ConfigError(f"tissue: {err}") from None
         grid.get_window(self.window)
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.margin_px < 0 or self.margin_px % 32:
+            raise ConfigError(f"margin_px must be a multiple of 32 px >= 0, got {self.margin_px}")
+        if self.tile_px < 32:
+            raise ConfigError(f"tile_px must be >= 32 px, got {self.tile_px}")
 
 
 @dataclass(frozen=True)

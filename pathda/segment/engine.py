@@ -95,3 +95,34 @@ def _worker_message(text: str) -> str:
         return text
     last = text.strip().splitlines()[-1]
     return re.sub(r"^[\w.]+Error: ", "", last)
+
+
+def predict_blocks(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    prepare: InputPipeline,
+    device: torch.device,
+    offset: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Dense inference: yield ``(block indices (B,), probabilities (B, n, n, C) float32)``.
+
+    Args:
+        model: a ``DensePatchClassifier``.
+        loader: batches of uint8 blocks (a ``blocks.block_dataset``).
+        prepare: the input pipeline (stain, normalisation), applied to the whole block.
+        device: where the model is.
+        offset: the block margin, model px (the first patch's start in the block).
+    """
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    for indices, batch in _clean_errors(loader):
+        with torch.inference_mode():
+            x = prepare(batch.to(device, non_blocking=cuda))
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x, offset)
+            probs = torch.softmax(logits.float(), dim=1).permute(0, 2, 3, 1)
+        yield indices.numpy(), probs.cpu().numpy()

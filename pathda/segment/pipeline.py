@@ -27,9 +27,11 @@ from pathda.model_input import InputPipeline, stain_transform
 from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
 from pathda.segment import grid
+from pathda.segment.blocks import BlockLayout, block_dataset, grid_cells
 from pathda.segment.config import SegmentConfig, SegmentResult
 from pathda.segment.dataset import SlidePatchDataset
-from pathda.segment.engine import make_loader, predict_batches
+from pathda.segment.dense import build_dense_classifier
+from pathda.segment.engine import make_loader, predict_batches, predict_blocks
 from pathda.segment.export_geojson import label_regions
 from pathda.segment.export_tiff import write_label_ome_tiff
 from pathda.segment.overlay import OVERLAY_MAX_SIDE, blend_labels, write_overlay_png
@@ -198,23 +200,96 @@ def _infer(
     if len(plan.origins) == 0:
         warns.append(f"{slide.path}: no tissue detected; the mask is all normal")
         warnings.warn(warns[-1], UserWarning, stacklevel=3)
+    elif cfg.mode == "dense":
+        _run_dense(slide, model, meta, device, cfg, plan, stitcher, quiet)
     else:
-        dataset = SlidePatchDataset(
-            slide.path, plan.origins, int(meta["patch_size"]), float(meta["mpp"]), cfg.mpp_override
-        )
-        loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, device)
-        prepare = InputPipeline(
-            meta["normalise"]["mean"], meta["normalise"]["std"], stain_transform(meta.get("stain"))
-        )
-        with make_progress(quiet) as progress:
-            task = progress.add_task(slide.path.name, total=len(plan.origins))
-            for indices, probs in predict_batches(model, loader, prepare, device):
-                stitcher.add(plan.origins[indices], probs)
-                progress.advance(task, len(indices))
-        dataset.close()
+        _run_patches(slide, model, meta, device, cfg, plan, stitcher, quiet)
     labels = stitcher.finish()
     writer.flush()
     return labels, warns
+
+
+def _input_pipeline(meta: Mapping[str, Any]) -> InputPipeline:
+    return InputPipeline(
+        meta["normalise"]["mean"], meta["normalise"]["std"], stain_transform(meta.get("stain"))
+    )
+
+
+def _run_patches(
+    slide: Slide,
+    model: torch.nn.Module,
+    meta: Mapping[str, Any],
+    device: torch.device,
+    cfg: SegmentConfig,
+    plan: _Plan,
+    stitcher: ProbabilityStitcher,
+    quiet: bool,
+) -> None:
+    """Reference mode: every patch read and classified on its own."""
+    dataset = SlidePatchDataset(
+        slide.path, plan.origins, int(meta["patch_size"]), float(meta["mpp"]), cfg.mpp_override
+    )
+    loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, device)
+    with make_progress(quiet) as progress:
+        task = progress.add_task(slide.path.name, total=len(plan.origins))
+        for indices, probs in predict_batches(model, loader, _input_pipeline(meta), device):
+            stitcher.add(plan.origins[indices], probs)
+            progress.advance(task, len(indices))
+    dataset.close()
+
+
+def _run_dense(
+    slide: Slide,
+    model: torch.nn.Module,
+    meta: Mapping[str, Any],
+    device: torch.device,
+    cfg: SegmentConfig,
+    plan: _Plan,
+    stitcher: ProbabilityStitcher,
+    quiet: bool,
+) -> None:
+    """Dense mode: blocks of n x n patches through the fully convolutional classifier.
+
+    The same patches as in patch mode (``plan.origins``) reach the stitcher, in the same
+    row-major order: a band of ``n`` patch rows is handed over once all its blocks are done.
+    """
+    patch_px = int(meta["patch_size"])
+    dense = build_dense_classifier(model, meta, plan.stride_px)
+    scale = plan.patch_l0 / patch_px
+    cells = grid_cells(plan.origins, plan.stride_px * scale)
+    layout = BlockLayout.fit(
+        cfg.tile_px, patch_px, plan.stride_px, cfg.margin_px, scale, int(cells.max()) + 1
+    )
+    n = layout.patches_per_side
+    blocks, patches_in_block = layout.blocks_with_patches(cells)
+    band_of_patch = cells[:, 0] // n  # non-decreasing: origins are row-major
+    dataset = block_dataset(slide.path, layout, blocks, float(meta["mpp"]), cfg.mpp_override)
+    loader = make_loader(dataset, 1, cfg.num_workers, device)
+    band_probs: dict[int, np.ndarray] = {}  # block column -> (n, n, C) of the current band
+
+    def hand_over(band: int) -> None:
+        lo, hi = np.searchsorted(band_of_patch, [band, band + 1])
+        rows, cols = cells[lo:hi, 0] - band * n, cells[lo:hi, 1]
+        pairs = zip(rows.tolist(), cols.tolist(), strict=True)
+        probs = np.stack([band_probs[c // n][r, c % n] for r, c in pairs])
+        stitcher.add(plan.origins[lo:hi], probs)
+        band_probs.clear()
+
+    with make_progress(quiet) as progress:
+        task = progress.add_task(slide.path.name, total=len(plan.origins))
+        band = int(blocks[0, 0])
+        for indices, probs in predict_blocks(
+            dense, loader, _input_pipeline(meta), device, cfg.margin_px
+        ):
+            for index, grid_probs in zip(indices.tolist(), probs, strict=True):
+                block_row, block_col = blocks[index].tolist()
+                if block_row != band:
+                    hand_over(band)
+                    band = block_row
+                band_probs[block_col] = grid_probs
+                progress.advance(task, int(patches_in_block[index]))
+        hand_over(band)
+    dataset.close()
 
 
 def _export(
