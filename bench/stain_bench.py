@@ -1,20 +1,25 @@
-"""Stain normalisation speed and agreement: staintools per tile against batched torch.
+"""Stain normalisation speed and agreement: pathda against staintools, interleaved.
 
 256 x 256 tiles are cut (with overlap) from the real H&E fixture; the reference is its
-central 512 x 512 crop. For each method the table gives staintools' tiles/s (one tile at a
-time, as its API works), torch's tiles/s per batch size, the speed-up, and how far torch's
-output is from staintools' on the same tiles (absolute difference in 8-bit grey levels).
-``staintools run-to-run`` is staintools against itself (non-zero for Vahadane: spams'
-dictionary learning is not deterministic).
+central 512 x 512 crop. Each round times staintools (one tile at a time, as its API works) and
+then pathda's batched normaliser on the same machine state, so load from other processes hits
+both alike; the table gives the medians over rounds and the median of the per-round ratios.
+Throughput is given twice: by wall clock, and by process CPU time (tiles per CPU-second x
+threads), which a busy machine disturbs less. Agreement is the absolute difference from
+staintools' output in 8-bit grey levels (median / p99 / max over all pixels and channels).
 
 Usage:
-    python bench/stain_bench.py [--device cuda] [--batch-sizes 64 128 256]
-        [--methods macenko reinhard vahadane] [--reference-tiles 16] [--repeats 3]
+    python bench/stain_bench.py [--device cuda] [--batch 256] [--methods macenko reinhard]
+        [--staintools-tiles 32] [--rounds 5] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -42,73 +47,111 @@ def load_tiles(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     return tiles[:n].copy(), image[centre - 256 : centre + 256, centre - 256 : centre + 256]
 
 
-def time_staintools(method: str, reference: np.ndarray, tiles: np.ndarray):
-    """(tiles/s, output, second output) of the staintools reference, one tile at a time."""
-    normaliser = create_normaliser(f"staintools-{method}").fit(reference)
-    started = time.perf_counter()
-    out = normaliser.transform(tiles)
-    rate = len(tiles) / (time.perf_counter() - started)
-    return rate, out, normaliser.transform(tiles)
+def timed(fn, n_tiles: int, sync: bool) -> tuple[float, float]:
+    """(wall tiles/s, CPU-time tiles/s x 1 thread) of one call of ``fn``."""
+    if sync:
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    if sync:
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return n_tiles / wall, n_tiles / max(cpu, 1e-9)
 
 
-def time_torch(normaliser, tiles: torch.Tensor, repeats: int) -> float:
-    """Best-of-``repeats`` tiles/s of one batched transform (after a warm-up call)."""
-    normaliser.transform(tiles)
-    best = float("inf")
-    for _ in range(repeats):
-        if tiles.is_cuda:
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        normaliser.transform(tiles)
-        if tiles.is_cuda:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - started)
-    return len(tiles) / best
+def agreement(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
+    diff = np.abs(ours.astype(int) - theirs.astype(int))
+    return {
+        "median": float(np.median(diff)),
+        "p99": float(np.percentile(diff, 99)),
+        "max": int(diff.max()),
+    }
 
 
-def diff_stats(a: np.ndarray, b: np.ndarray) -> str:
-    d = np.abs(a.astype(int) - b.astype(int))
-    return f"{np.median(d):.0f} / {np.percentile(d, 99):.0f} / {d.max()}"
+def bench_method(method: str, tiles: np.ndarray, reference: np.ndarray, args) -> dict:
+    """Interleaved rounds of staintools and pathda for one method."""
+    n_st = args.staintools_tiles // (4 if method == "vahadane" else 1)
+    st_tiles = tiles[:n_st]
+    theirs = create_normaliser(f"staintools-{method}").fit(reference)
+    ours = create_normaliser(method).fit(reference)
+    device = torch.device(args.device)
+    batch = torch.from_numpy(tiles[: args.batch]).to(device)
+    sync = device.type == "cuda"
+    ours.transform(batch[:8])  # warm-up (numba compiles or loads its cache, CUDA context)
+    st_out = theirs.transform(st_tiles)
+    ours_out = ours.transform(torch.from_numpy(st_tiles).to(device)).cpu().numpy()
+    rounds = []
+    for _ in range(args.rounds):
+        st_wall, _ = timed(lambda: theirs.transform(st_tiles), len(st_tiles), sync=False)
+        pd_wall, pd_cpu = timed(lambda: ours.transform(batch), len(batch), sync)
+        rounds.append({"staintools": st_wall, "pathda": pd_wall, "pathda_cpu": pd_cpu})
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    return {
+        "method": method,
+        "device": str(device),
+        "batch": len(batch),
+        "staintools_tiles": len(st_tiles),
+        "staintools_tiles_per_s": med["staintools"],
+        "pathda_tiles_per_s": med["pathda"],
+        # staintools is single-threaded numpy; pathda's CPU time is spread over its threads.
+        "pathda_tiles_per_cpu_s_x_threads": med["pathda_cpu"] * torch.get_num_threads(),
+        "ratio": statistics.median(r["pathda"] / r["staintools"] for r in rounds),
+        "agreement": agreement(ours_out, st_out),
+        "rounds": rounds,
+    }
+
+
+def machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_avg": list(os.getloadavg()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixture", type=Path, default=FIXTURE)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256])
-    parser.add_argument("--methods", nargs="+", default=["macenko", "reinhard", "vahadane"])
-    parser.add_argument(
-        "--reference-tiles", type=int, default=16, help="tiles for staintools (Vahadane: /4)"
-    )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--methods", nargs="+", default=["macenko", "reinhard"])
+    parser.add_argument("--staintools-tiles", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="torch / kernel threads")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
-    tiles, reference = load_tiles(args.fixture, max(args.batch_sizes))
-    device = torch.device(args.device)
-    table = Table(title=f"stain normalisation, 256 x 256 tiles, torch on {device}")
-    for column in ("method", "staintools tiles/s", "batch", "torch tiles/s", "speed-up"):
+    tiles, reference = load_tiles(args.fixture, max(args.batch, args.staintools_tiles))
+    before = machine()
+    results = [bench_method(m, tiles, reference, args) for m in args.methods]
+    report = {"machine": before, "load_avg_after": list(os.getloadavg()), "results": results}
+
+    table = Table(title=f"stain normalisation, 256 x 256 tiles, pathda on {args.device}")
+    for column in ("method", "staintools\ntiles/s", "pathda\ntiles/s", "ratio"):
         table.add_column(column, justify="right")
-    table.add_column("torch vs staintools\nmedian / p99 / max")
-    table.add_column("staintools run-to-run\nmedian / p99 / max")
-    for method in args.methods:
-        n_ref = args.reference_tiles // (4 if method == "vahadane" else 1)
-        st_rate, st_out, st_again = time_staintools(method, reference, tiles[:n_ref])
-        normaliser = create_normaliser(method).fit(reference)
-        ours = normaliser.transform(torch.from_numpy(tiles[:n_ref]).to(device)).cpu().numpy()
-        agreement, self_agreement = diff_stats(ours, st_out), diff_stats(st_again, st_out)
-        for batch in args.batch_sizes:
-            rate = time_torch(normaliser, torch.from_numpy(tiles[:batch]).to(device), args.repeats)
-            table.add_row(
-                method,
-                f"{st_rate:.1f}",
-                str(batch),
-                f"{rate:.1f}",
-                f"{rate / st_rate:.1f}x",
-                agreement,
-                self_agreement,
-            )
-    Console(width=160).print(table)
-    print(f"torch threads: {torch.get_num_threads()}; staintools tiles: {args.reference_tiles}")
+    table.add_column("pathda tiles per\nCPU-s x threads", justify="right")
+    table.add_column("vs staintools\nmedian / p99 / max")
+    for r in results:
+        a = r["agreement"]
+        table.add_row(
+            r["method"],
+            f"{r['staintools_tiles_per_s']:.1f}",
+            f"{r['pathda_tiles_per_s']:.1f}",
+            f"{r['ratio']:.1f}x",
+            f"{r['pathda_tiles_per_cpu_s_x_threads']:.0f}",
+            f"{a['median']:.0f} / {a['p99']:.0f} / {a['max']}",
+        )
+    Console(width=120).print(table)
+    print(
+        f"threads {args.threads}, batch {args.batch}, staintools tiles {args.staintools_tiles}, "
+        f"rounds {args.rounds}; load avg before {before['load_avg']}, "
+        f"after {report['load_avg_after']}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from pathda.errors import ConfigError
+from pathda.stain.opencv_lab import _dark_y_limit as dark_y_limit
+from pathda.stain.opencv_lab import _device_tables as lab_tables
 from pathda.stain.optical_density import (
+    _od_table,
     hematoxylin_first,
     masked_quantile,
     normalise_rows,
@@ -101,6 +105,33 @@ class MacenkoNormaliser(StainSeparationNormaliser):
             angular_percentile=angular_percentile,
             od_threshold=od_threshold,
         )
+
+    def _transform_batch(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if tiles.device.type != "cpu":
+            return super()._transform_batch(tiles)
+        # CPU: one fused numba pass per stage and tile (~10x the torch path, same results).
+        from pathda.stain.cpu_kernels import macenko_tiles, run_over_tiles
+
+        rgb = tiles.reshape(tiles.shape[0], -1, 3).numpy()
+        out = np.empty_like(rgb)
+        fallback = np.empty(len(rgb), dtype=bool)
+        opts = self.options
+        args = (
+            _od_table(tiles.device, torch.float32).numpy(),
+            lab_tables(tiles.device)["xyz_shares"][1].numpy(),
+            dark_y_limit(float(opts["luminosity_threshold"])),
+            np.asarray(self.stain_matrix, dtype=np.float64),
+            np.asarray(self.max_concentrations, dtype=np.float64),
+            float(opts["min_tissue_fraction"]),
+            float(opts["od_threshold"]),
+            opts["angular_percentile"] / 100.0,
+            self._quantile,
+            float(opts["regulariser"]),
+            math.cos(math.radians(opts["min_stain_angle_deg"])),
+            float(opts["max_concentration_scale"]),
+        )
+        run_over_tiles(macenko_tiles, torch.get_num_threads(), rgb, out, fallback, args=args)
+        return torch.from_numpy(out).view(tiles.shape), torch.from_numpy(fallback)
 
     def _source_stain_matrix(
         self, od: torch.Tensor, tissue: torch.Tensor

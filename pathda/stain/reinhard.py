@@ -119,8 +119,10 @@ class ReinhardNormaliser(BatchedStainNormaliser):
         self._clear_tensor_cache()
 
     def _stats(self, lab: torch.Tensor) -> SourceStats:
-        histograms = lab_histograms(lab)
-        dark = lightness_below(torch.arange(256, device=lab.device), self._threshold)
+        return self._stats_from_histograms(lab_histograms(lab))
+
+    def _stats_from_histograms(self, histograms: torch.Tensor) -> SourceStats:
+        dark = lightness_below(torch.arange(256, device=histograms.device), self._threshold)
         tissue = histograms[:, 0, dark].sum(-1)
         pixels = histograms[:, 0].sum(-1)
         stats = lab_mean_std(histograms)
@@ -140,18 +142,23 @@ class ReinhardNormaliser(BatchedStainNormaliser):
         """Match each tile's LAB statistics to the reference's, given the tile's statistics."""
         return self._match(rgb_to_lab_u8(tiles), source)
 
-    def _match(self, lab: torch.Tensor, source: SourceStats) -> torch.Tensor:
-        target = self._tensor("target_stats", self.target_stats, lab, torch.float64)
+    def _level_tables(self, source: SourceStats, device: torch.device) -> torch.Tensor:
+        """``(N, 3, 256)`` uint8: each tile's output LAB level for every input level.
+
+        staintools, per level: ((x - mean) * (target_std / std) + target_mean) in float64,
+        then L * 2.55, a + 128, b + 128, clip, truncate. The output depends on the level only.
+        """
+        target = self._tensor("target_stats", self.target_stats, source["valid"], torch.float64)
         stats = source["lab_stats"]
         ratio = torch.where(source["valid"][:, None], target[1] / stats[:, 1], 1.0)
-        # staintools, per level: ((x - mean) * (target_std / std) + target_mean) in float64,
-        # then L * 2.55, a + 128, b + 128, clip, truncate. The output depends on the level only,
-        # so it is a (N, 3, 256) table looked up per pixel.
-        values = _level_values(lab.device)
+        values = _level_values(device)
         mapped = (values - stats[:, 0, :, None]) * ratio[..., None] + target[0][:, None]
-        scale = torch.tensor([_L_SCALE, 1.0, 1.0], dtype=torch.float64, device=lab.device)
-        offset = torch.tensor([0.0, _AB_OFFSET, _AB_OFFSET], dtype=torch.float64, device=lab.device)
-        table = (mapped * scale[:, None] + offset[:, None]).clamp_(0, 255).to(torch.uint8)
+        scale = torch.tensor([_L_SCALE, 1.0, 1.0], dtype=torch.float64, device=device)
+        offset = torch.tensor([0.0, _AB_OFFSET, _AB_OFFSET], dtype=torch.float64, device=device)
+        return (mapped * scale[:, None] + offset[:, None]).clamp_(0, 255).to(torch.uint8)
+
+    def _match(self, lab: torch.Tensor, source: SourceStats) -> torch.Tensor:
+        table = self._level_tables(source, lab.device)
         index = _level_index(lab)
         out = table.reshape(-1).index_select(0, index.reshape(-1)).view(lab.shape)
         return lab_u8_to_rgb(out)
@@ -160,3 +167,25 @@ class ReinhardNormaliser(BatchedStainNormaliser):
         lab = rgb_to_lab_u8(tiles)  # converted once for both statistics and matching
         source = self._stats(lab)
         return self._match(lab, source), ~source["valid"]
+
+    def _transform_batch(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if tiles.device.type != "cpu":
+            return super()._transform_batch(tiles)
+        # CPU: OpenCV's own LAB conversions (the reference staintools uses; SIMD, ~15x the
+        # exact torch tables) and numba histograms / level look-ups; same statistics code.
+        import cv2
+
+        from pathda.stain.cpu_kernels import apply_level_tables, count_lab_levels, run_over_tiles
+
+        n = tiles.shape[0]
+        rgb = tiles.numpy().reshape(-1, tiles.shape[-2], 3)  # tiles stacked as one image
+        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(n, -1, 3)
+        histograms = np.empty((n, 3, 256), dtype=np.int64)
+        workers = torch.get_num_threads()
+        run_over_tiles(count_lab_levels, workers, lab, histograms)
+        source = self._stats_from_histograms(torch.from_numpy(histograms))
+        tables = self._level_tables(source, tiles.device).numpy()
+        mapped = np.empty_like(lab)
+        run_over_tiles(apply_level_tables, workers, lab, tables, mapped)
+        out = cv2.cvtColor(mapped.reshape(rgb.shape), cv2.COLOR_LAB2RGB)
+        return torch.from_numpy(out).view(tiles.shape), ~source["valid"]
