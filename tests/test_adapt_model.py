@@ -155,7 +155,7 @@ def test_bad_weights_and_arch_raise_config_errors(tmp_path):
 
 
 def test_wrapper_needs_head_factory_for_taps():
-    with pytest.raises(ConfigError, match="head factory"):
+    with pytest.raises(ValueError, match="head factory"):
         DomainAdaptationModel(LeNet(), ["fc1"], head_factory=None, input_size=(3, 32, 32))
     model = DomainAdaptationModel(LeNet(), [], input_size=(3, 32, 32))
     assert len(model.heads) == 0

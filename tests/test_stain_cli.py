@@ -120,5 +120,5 @@ def test_fit_errors_exit_2(tmp_path, capsys):
     argv = ["stain", "fit", str(white), "-m", "fancy", "-o", str(tmp_path / "p.json")]
     code, _, err = run(argv, capsys)
     assert code == 2
-    assert "known: macenko" in err
+    assert "choose one of: macenko" in err
     assert not (tmp_path / "p.json").exists()

@@ -43,7 +43,7 @@ def test_unknown_key_lists_valid_options(tmp_path):
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"method": "mmd"}, "not one of"),
+        ({"method": "mmd"}, "unknown adaptation method .mmd.; choose one of: dann, ldann, lwass"),
         ({"epochs": 0}, "epochs"),
         ({"lr": "fast"}, "expected float"),
         ({"select_last_fraction": 0}, "select_last_fraction"),

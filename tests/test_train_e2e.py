@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from pathda.adapt import METHODS
 from pathda.checkpoint import load_inference_checkpoint
 from pathda.cli import main
+from pathda.report import collect_results
 from pathda.train import TrainConfig, train
 
 TINY = {"arch": "resnet10t", "batch_size": 8, "num_workers": 0, "lr": 0.01, "augment": True}
@@ -27,7 +29,7 @@ def _cfg(store: Path, **overrides) -> TrainConfig:
 @pytest.mark.slow
 def test_all_methods_train_and_export(synthetic_store, tmp_path, capsys):
     rows = {}
-    for method in ("none", "dann", "ldann", "lwass"):
+    for method in METHODS.names():
         out = tmp_path / method
         argv = [
             "train",
@@ -78,6 +80,9 @@ def test_runs_write_a_summary(synthetic_store, tmp_path):
     assert [r.out_dir.name for r in results] == ["run_00", "run_01"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["val_acc"]["n"] == 2
+    (row,) = collect_results(tmp_path)  # `pathda report` reads what `train --runs` wrote
+    assert row.method == "none"
+    assert row.seeds == ["seed0", "seed1"]
     assert json.loads((tmp_path / "run_01" / "config.json").read_text())["config"]["seed"] == 1
 
 

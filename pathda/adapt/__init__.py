@@ -3,14 +3,14 @@
 Typical use::
 
     backbone = create_backbone("seresnet50", num_classes=4)
-    method = create_method("ldann")                  # or "none", "dann", "lwass"
+    method = create_method("ldann")                  # any name in METHODS
     model = method.build_model(backbone, input_size=(3, 224, 224))
     optimizers = build_optimizers(model, method, lr=1e-3)
     metrics = method.step(model, optimizers, x_src, y_src, x_tgt, progress=epoch / epochs)
     torch.save(model.export_inference_state(), "model.pth")   # heads dropped
 """
 
-from pathda.adapt.attach import FeatureTaps, default_tap_points
+from pathda.adapt.attach import FeatureTaps, layerwise_tap_points, pooled_tap_points
 from pathda.adapt.dann import DANN, LayerwiseDANN
 from pathda.adapt.grl import GradientReversal, grl_coefficient
 from pathda.adapt.heads import DomainHead, squeeze
@@ -19,6 +19,7 @@ from pathda.adapt.methods import (
     AdaptationMethod,
     build_optimizers,
     create_method,
+    default_tap_points,
     register_method,
 )
 from pathda.adapt.model import DomainAdaptationModel
@@ -46,7 +47,9 @@ __all__ = [
     "default_tap_points",
     "gradient_penalty",
     "grl_coefficient",
+    "layerwise_tap_points",
     "load_backbone_weights",
+    "pooled_tap_points",
     "register_method",
     "squeeze",
 ]

@@ -1,4 +1,4 @@
-"""Feature taps: forward hooks on named modules, and default tap points for timm backbones.
+"""Feature taps: forward hooks on named modules, and tap-point finders for timm backbones.
 
 Default taps come from timm's ``feature_info`` (the modules at each reduction): ResNet
 ``layer1``..``layer4``, ConvNeXt ``stages.0``..``3``, Swin ``layers.0``..``3`` (stages, each
@@ -75,7 +75,7 @@ class FeatureTaps:
     def _recorder(self, name: str):
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
             if not isinstance(output, torch.Tensor):
-                raise ConfigError(
+                raise TypeError(
                     f"tap point {name!r} returns {type(output).__name__}, not a tensor; "
                     "tap a module that returns one tensor"
                 )
@@ -105,40 +105,38 @@ class FeatureTaps:
         self.remove()
 
 
-def default_tap_points(model: nn.Module, method: str, granularity: str = "block") -> list[str]:
-    """Where to attach domain heads on a timm backbone.
+def pooled_tap_points(model: nn.Module) -> list[str]:
+    """The pooled features just before the classifier (see ``POOLED_FEATURE_MODULES``).
 
-    Args:
-        model: A timm model (uses its ``feature_info`` and ``global_pool``).
-        method: ``"none"`` (no taps), ``"dann"`` (the pooled features just before the
-            classifier, see ``POOLED_FEATURE_MODULES``: the original DANN),
-            ``"ldann"``/``"lwass"`` (every block output, or every stage output).
-        granularity: ``"block"`` (16 taps ``layer1.0`` .. ``layer4.2`` on SE-ResNet-50,
-            12 ``blocks.i`` on ViT-B) or ``"stage"`` (``layer1`` .. ``layer4``; ViT: the
-            blocks again); ignored for ``dann``/``none``.
-
-    Returns:
-        Dotted module names for :class:`FeatureTaps`.
+    DANN's one tap (``global_pool`` on timm CNNs).
 
     Raises:
-        ConfigError: Unknown method/granularity, or a model whose layers cannot be inferred
-            (then name the modules yourself).
+        ConfigError: The model has none of those modules (name the module yourself).
+    """
+    names = dict(model.named_modules())
+    for name in POOLED_FEATURE_MODULES:
+        if name in names:
+            return [name]
+    raise ConfigError(
+        f"cannot find the pooled features of {type(model).__name__} (none of "
+        f"{', '.join(POOLED_FEATURE_MODULES)}); name the module before the classifier"
+    )
+
+
+def layerwise_tap_points(model: nn.Module, granularity: str = "block") -> list[str]:
+    """Every block output, or every stage output, of a timm backbone (layer-wise taps).
+
+    Args:
+        model: A timm model (uses its ``feature_info``).
+        granularity: ``"block"`` (16 taps ``layer1.0`` .. ``layer4.2`` on SE-ResNet-50,
+            12 ``blocks.i`` on ViT-B) or ``"stage"`` (``layer1`` .. ``layer4``; ViT: the
+            blocks again).
+
+    Raises:
+        ConfigError: Unknown granularity, or a model whose layers cannot be inferred.
     """
     if granularity not in GRANULARITIES:
         raise ConfigError(
             f"unknown tap granularity {granularity!r}; use one of {', '.join(GRANULARITIES)}"
         )
-    if method == "none":
-        return []
-    if method == "dann":
-        names = dict(model.named_modules())
-        for name in POOLED_FEATURE_MODULES:
-            if name in names:
-                return [name]
-        raise ConfigError(
-            f"cannot find the pooled features of {type(model).__name__} (none of "
-            f"{', '.join(POOLED_FEATURE_MODULES)}); name the module before the classifier"
-        )
-    if method in ("ldann", "lwass"):
-        return stage_names(model) if granularity == "stage" else block_names(model)
-    raise ConfigError(f"unknown adaptation method {method!r}; use none, dann, ldann or lwass")
+    return stage_names(model) if granularity == "stage" else block_names(model)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathda.adapt.attach import layerwise_tap_points, pooled_tap_points
 from pathda.adapt.grl import GRL_SCHEDULES, GradientReversal, grl_coefficient
 from pathda.adapt.heads import DomainHead, squeeze
 from pathda.adapt.methods import (
@@ -23,7 +25,7 @@ from pathda.adapt.model import DomainAdaptationModel
 from pathda.errors import ConfigError
 
 
-@register_method("dann")
+@register_method("dann", title="DANN")
 @dataclass
 class DANN(AdaptationMethod):
     """Domain classifiers behind a gradient reversal layer; one combined backward.
@@ -45,6 +47,14 @@ class DANN(AdaptationMethod):
     grl_schedule: str = "constant"
     grl_constant: float = 1.0
 
+    adapts: ClassVar[bool] = True
+    train_options: ClassVar[Mapping[str, str]] = {
+        **AdaptationMethod.train_options,
+        "n_domains": "n_domains",
+        "grl_schedule": "grl_schedule",
+        "grl_constant": "grl_coefficient",
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_domains < 2:
@@ -57,6 +67,10 @@ class DANN(AdaptationMethod):
 
     def make_head(self, channels: int) -> nn.Module:
         return DomainHead(channels, self.n_domains, self.reduction)
+
+    def default_tap_points(self, backbone: nn.Module) -> list[str]:
+        """The pooled features before the classifier (the original DANN)."""
+        return pooled_tap_points(backbone)
 
     def step(
         self,
@@ -96,7 +110,11 @@ class DANN(AdaptationMethod):
         return float_metrics(metrics)
 
 
-@register_method("ldann")
+@register_method("ldann", title="L-DANN")
 @dataclass
 class LayerwiseDANN(DANN):
     """L-DANN: :class:`DANN` with a domain head after every block (or stage)."""
+
+    def default_tap_points(self, backbone: nn.Module) -> list[str]:
+        """Every block (or stage, by ``granularity``) of the backbone."""
+        return layerwise_tap_points(backbone, self.granularity)

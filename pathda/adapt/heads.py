@@ -8,8 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathda.errors import ConfigError
-
 
 def squeeze(features: torch.Tensor) -> torch.Tensor:
     """The paper's ``f_tr``: global average pool of a feature map to one vector per sample.
@@ -25,7 +23,7 @@ def squeeze(features: torch.Tensor) -> torch.Tensor:
         return features.mean(dim=(2, 3))
     if features.ndim == 2:
         return features
-    raise ConfigError(
+    raise ValueError(
         f"cannot squeeze a tapped feature of shape {tuple(features.shape)}; "
         "tap a module whose output is [B, C, H, W] or [B, C]"
     )
@@ -54,7 +52,7 @@ class DomainHead(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels < 1 or n_outputs < 1 or reduction < 1:
-            raise ConfigError(
+            raise ValueError(
                 f"DomainHead needs positive sizes, got C'={in_channels}, N'={n_outputs}, "
                 f"r={reduction}"
             )

@@ -30,24 +30,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathda.adapt.attach import GRANULARITIES, default_tap_points
+from pathda.adapt.attach import GRANULARITIES
 from pathda.adapt.model import DomainAdaptationModel
 from pathda.errors import ConfigError
+from pathda.registry import Registry
 
 Optimizers = Mapping[str, torch.optim.Optimizer]
 """``{"model": optimiser over the backbone, "heads": optimiser over the heads}``."""
 
 LAYER_WEIGHTINGS = ("sum", "mean")
-METHODS: dict[str, type[AdaptationMethod]] = {}
+METHODS: Registry[type[AdaptationMethod]] = Registry("adaptation method")
+"""The only list of method names: config validation, reports and tests ask it."""
 
 
-def register_method(name: str):
-    """Class decorator adding an :class:`AdaptationMethod` subclass to the registry."""
+def register_method(name: str, title: str | None = None):
+    """Class decorator adding an :class:`AdaptationMethod` subclass to :data:`METHODS`.
+
+    Args:
+        name: Registry key (``--method`` value, results folder name).
+        title: Display name in reports (default: ``name``).
+    """
 
     def register(cls: type[AdaptationMethod]) -> type[AdaptationMethod]:
         cls.name = name
-        METHODS[name] = cls
-        return cls
+        cls.title = title or name
+        return METHODS.add(name, cls)
 
     return register
 
@@ -58,9 +65,7 @@ def create_method(name: str, **config: object) -> AdaptationMethod:
     Raises:
         ConfigError: Unknown method name or configuration key, or an invalid value.
     """
-    if name not in METHODS:
-        raise ConfigError(f"unknown adaptation method {name!r}; use one of {', '.join(METHODS)}")
-    cls = METHODS[name]
+    cls = METHODS.get(name)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(config) - fields)
     if unknown:
@@ -96,9 +101,23 @@ class AdaptationMethod:
             caller may instead wrap ``step`` in its own autocast region; that works too.)
         n_critic: Critic updates per step (0: the method has no critic; a setting of
             ``lwass`` only).
+
+    Class attributes (set per method, not per run):
+        name, title: Registry key and display name (from :func:`register_method`).
+        adapts: Whether the method trains on target batches through heads on tap points
+            (``False``: source-only, no taps, no target data loaded).
+        train_options: Method setting -> the training option that sets it
+            (``pathda.train.TrainConfig`` fields, plus ``n_domains`` and ``amp_dtype``,
+            which the training run derives); see :meth:`from_train_options`.
     """
 
     name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    adapts: ClassVar[bool] = False
+    train_options: ClassVar[Mapping[str, str]] = {
+        "granularity": "granularity",
+        "amp_dtype": "amp_dtype",
+    }
     reduction: int = 16
     layer_weighting: str = "sum"
     granularity: str = "block"
@@ -118,14 +137,30 @@ class AdaptationMethod:
         if self.reduction < 1:
             raise ConfigError(f"reduction must be >= 1, got {self.reduction}")
 
+    @classmethod
+    def from_train_options(cls, options: Mapping[str, object]) -> AdaptationMethod:
+        """Build the method from training options, taking only the settings it owns.
+
+        ``options`` holds every training option (most belong to other methods); each
+        method maps its own settings onto them in ``train_options``, so an option's
+        name in the training config may differ from the method's setting (e.g. DANN's
+        ``grl_constant`` is set by ``grl_coefficient``).
+        """
+        settings = {
+            setting: options[option]
+            for setting, option in cls.train_options.items()
+            if option in options
+        }
+        return cls(**settings)
+
     # -- model construction -------------------------------------------------------------
     def make_head(self, channels: int) -> nn.Module | None:
         """The head for a tap with ``channels`` channels (None: the method uses no heads)."""
         return None
 
     def default_tap_points(self, backbone: nn.Module) -> list[str]:
-        """Default tap points of this method on a timm backbone."""
-        return default_tap_points(backbone, self.name, self.granularity)
+        """Default tap points of this method on a timm backbone (none without heads)."""
+        return []
 
     def build_model(
         self,
@@ -142,9 +177,9 @@ class AdaptationMethod:
         """
         if tap_points is None:
             tap_points = self.default_tap_points(backbone)
-        if self.name == "none" and tap_points:
-            raise ConfigError("method 'none' takes no tap points")
-        if self.name != "none" and not tap_points:
+        if not self.adapts and tap_points:
+            raise ConfigError(f"method {self.name!r} takes no tap points")
+        if self.adapts and not tap_points:
             raise ConfigError(f"method {self.name!r} needs at least one tap point")
         return DomainAdaptationModel(backbone, tap_points, self.make_head, input_size)
 
@@ -217,7 +252,22 @@ def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (logits.detach().argmax(dim=1) == target).float().mean()
 
 
-register_method("none")(AdaptationMethod)
+register_method("none", title="No adaptation")(AdaptationMethod)
+
+
+def default_tap_points(model: nn.Module, method: str, granularity: str = "block") -> list[str]:
+    """Where ``method`` attaches its heads on a timm backbone by default.
+
+    Args:
+        model: A timm model.
+        method: A name in :data:`METHODS`.
+        granularity: ``"block"`` or ``"stage"`` (layer-wise methods only).
+
+    Raises:
+        ConfigError: Unknown method or granularity, or a model whose layers cannot be
+            inferred (then name the modules yourself).
+    """
+    return create_method(method, granularity=granularity).default_tap_points(model)
 
 
 def domain_labels(
@@ -225,7 +275,7 @@ def domain_labels(
 ) -> torch.Tensor:
     """Domain index per sample of ``cat([x_src, x_tgt])``: 0 for source, 1 (or ``domain_tgt``)."""
     if x_tgt is None:
-        raise ConfigError("domain adaptation needs a target batch (x_tgt), got None")
+        raise ValueError("domain adaptation needs a target batch (x_tgt), got None")
     device = x_tgt.device
     src = torch.zeros(n_src, dtype=torch.long, device=device)
     if domain_tgt is None:
@@ -233,7 +283,7 @@ def domain_labels(
     else:
         tgt = domain_tgt.to(device=device, dtype=torch.long)
         if tgt.shape != (x_tgt.shape[0],):
-            raise ConfigError(f"domain_tgt must have shape [{x_tgt.shape[0]}]")
+            raise ValueError(f"domain_tgt must have shape [{x_tgt.shape[0]}]")
     return torch.cat([src, tgt])
 
 
@@ -252,11 +302,11 @@ def build_optimizers(
     each with its own ``lr`` for layer-wise learning-rate decay).
 
     Raises:
-        ConfigError: The model's heads do not match the method (built for another one).
+        ValueError: The model's heads do not match the method (built for another one).
     """
     has_heads = len(model.heads) > 0
     if has_heads != (method.make_head(1) is not None):
-        raise ConfigError(
+        raise ValueError(
             f"model heads do not fit method {method.name!r}; build it with method.build_model"
         )
 

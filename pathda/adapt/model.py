@@ -66,7 +66,7 @@ class DomainAdaptationModel(nn.Module):
         self._maps_layout = "NHWC" if getattr(backbone, "output_fmt", "NCHW") == "NHWC" else "NCHW"
         resolve_modules(backbone, self.tap_points)  # fail early, with close matches
         if self.tap_points and head_factory is None:
-            raise ConfigError("tap points were given but no head factory; pass the method's")
+            raise ValueError("tap points were given but no head factory; pass the method's")
         self.tap_layouts: dict[str, str] = {}
         self.tap_channels = self._probe_channels(input_size) if self.tap_points else {}
         self.heads = nn.ModuleDict()

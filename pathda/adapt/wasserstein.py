@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathda.adapt.attach import layerwise_tap_points
 from pathda.adapt.heads import DomainHead, squeeze
 from pathda.adapt.methods import (
     AdaptationMethod,
@@ -23,7 +25,7 @@ from pathda.adapt.penalty import critic_objective
 from pathda.errors import ConfigError
 
 
-@register_method("lwass")
+@register_method("lwass", title="L-WASS")
 @dataclass
 class LayerwiseWasserstein(AdaptationMethod):
     """L-WASS (Algorithm 1): per-layer Wasserstein critics with gradient penalty.
@@ -56,6 +58,13 @@ class LayerwiseWasserstein(AdaptationMethod):
     gp_weight: float = 10.0
     adversarial_weight: float = 1.0
 
+    adapts: ClassVar[bool] = True
+    train_options: ClassVar[Mapping[str, str]] = {
+        **AdaptationMethod.train_options,
+        "n_critic": "n_critic",
+        "gp_weight": "gp_lambda",
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_critic < 1:
@@ -63,6 +72,10 @@ class LayerwiseWasserstein(AdaptationMethod):
 
     def make_head(self, channels: int) -> nn.Module:
         return DomainHead(channels, channels, self.reduction, scalar_output=True)
+
+    def default_tap_points(self, backbone: nn.Module) -> list[str]:
+        """Every block (or stage, by ``granularity``) of the backbone."""
+        return layerwise_tap_points(backbone, self.granularity)
 
     @staticmethod
     def _groups(model: DomainAdaptationModel) -> list[tuple[list[str], list[DomainHead]]]:
@@ -110,7 +123,7 @@ class LayerwiseWasserstein(AdaptationMethod):
         domain_tgt: torch.Tensor | None = None,
     ) -> dict[str, float]:
         if x_tgt is None:
-            raise ConfigError("lwass needs a target batch (x_tgt), got None")
+            raise ValueError("lwass needs a target batch (x_tgt), got None")
         model.train()
         self._zero_grad(optimizers)
         n_src = x_src.shape[0]

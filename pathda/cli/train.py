@@ -21,7 +21,9 @@ def train(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML file whose `train:` section sets defaults."
     ),
-    method: str | None = typer.Option(None, help="none | dann | ldann | lwass."),
+    method: str | None = typer.Option(
+        None, help="Adaptation method registered in pathda.adapt (unknown names list them)."
+    ),
     arch: str | None = typer.Option(None, help="timm architecture, e.g. seresnet50."),
     pretrained: str | None = typer.Option(
         None,

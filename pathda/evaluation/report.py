@@ -9,11 +9,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from rich.table import Table
 
+from pathda import layout
 from pathda.atomic import atomic_path, write_json
 from pathda.evaluation.results import ScoreReport
-
-SCORES_JSON = "scores.json"
-CONFUSION_PNG = "confusion.png"
 
 
 def score_table(report: ScoreReport) -> Table:
@@ -57,7 +55,7 @@ def write_report(report: ScoreReport, out_dir: str | Path) -> tuple[Path, Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scores, png = out_dir / SCORES_JSON, out_dir / CONFUSION_PNG
+    scores, png = out_dir / layout.SCORES_FILE, out_dir / layout.CONFUSION_FILE
     write_json(scores, report.to_dict())
     figure = confusion_figure(report.confusion, report.class_names)
     with atomic_path(png) as tmp:

@@ -1,12 +1,10 @@
 """Experiment report: the paper-style table (method x mean ± std), curves, overlays, confusions.
 
-Reads a results folder laid out as the Snakemake workflow writes it::
-
-    RESULTS/<method>/seed<k>/train/     model.pt, metrics.jsonl, curves.png, config.json
-    RESULTS/<method>/seed<k>/segment/   <stem>/<stem>.overlay.png, ... (pathda segment)
-    RESULTS/<method>/seed<k>/score/     scores.json, confusion.png   (pathda score)
-
-and writes ``report.md`` and ``report.html`` (same content) with relative links.
+Reads a results folder in either layout of :mod:`pathda.layout`: the Snakemake
+workflow's ``RESULTS/<method>/seed<k>/{train,segment,score}/`` or what
+``pathda train --runs N`` writes (``OUT/run_NN/``, one train folder each; scores and
+overlays then show as n/a). Writes ``report.md`` and ``report.html`` (same content)
+with relative links.
 """
 
 from __future__ import annotations
@@ -19,11 +17,23 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pathda import layout
 from pathda.atomic import atomic_path
 from pathda.errors import PathdaError
 
-METHOD_ORDER = ("none", "dann", "ldann", "lwass")
-METHOD_TITLES = {"none": "No adaptation", "dann": "DANN", "ldann": "L-DANN", "lwass": "L-WASS"}
+
+def method_title(name: str) -> str:
+    """Display title of a registered method (the folder name for anything else)."""
+    from pathda.adapt import METHODS  # torch-heavy: only when a report is built
+
+    return METHODS.get(name).title if name in METHODS else name
+
+
+def _method_order(name: str) -> tuple[int, str]:
+    from pathda.adapt import METHODS
+
+    names = METHODS.names()
+    return (names.index(name) if name in names else len(names), name)
 
 
 @dataclass
@@ -41,48 +51,96 @@ class MethodResults:
     overlays: list[Path] = field(default_factory=list)
 
 
-def collect_results(results_dir: Path) -> list[MethodResults]:
-    """Read every ``<method>/seed<k>`` folder under ``results_dir``."""
+@dataclass(frozen=True)
+class SeedFolders:
+    """Where one trained model's outputs are (``None``: that stage was not run)."""
+
+    method: str
+    seed: str
+    train: Path
+    segment: Path | None = None
+    score: Path | None = None
+
+
+def find_seed_folders(results_dir: Path) -> list[SeedFolders]:
+    """Every trained model under ``results_dir``, in any layout of :mod:`pathda.layout`.
+
+    Accepted: the workflow's ``<method>/seed<k>/{train,segment,score}``; the output of
+    ``pathda train --runs N`` (``run_NN/`` folders); one train folder; or a folder of
+    such train outputs (e.g. ``RESULTS/none``, ``RESULTS/ldann`` from two ``train`` calls).
+    The method of a train folder is read from its ``config.json``.
+    """
     results_dir = Path(results_dir)
-    methods = (
-        sorted(
-            (p for p in results_dir.iterdir() if p.is_dir() and any(p.glob("seed*"))),
-            key=lambda p: (METHOD_ORDER.index(p.name) if p.name in METHOD_ORDER else 99, p.name),
+    found: list[SeedFolders] = []
+    if not results_dir.is_dir():
+        return found
+    if layout.run_dirs(results_dir) or layout.is_train_dir(results_dir):
+        return _train_output(results_dir)
+    for child in sorted(p for p in results_dir.iterdir() if p.is_dir()):
+        seeds = layout.seed_dirs(child)
+        if seeds:
+            found += [
+                SeedFolders(
+                    child.name,
+                    seed.name,
+                    seed / layout.TRAIN_DIR,
+                    seed / layout.SEGMENT_DIR,
+                    seed / layout.SCORE_DIR,
+                )
+                for seed in seeds
+            ]
+        else:
+            found += _train_output(child)
+    return found
+
+
+def _train_output(out_dir: Path) -> list[SeedFolders]:
+    """The runs of one ``pathda train`` output folder (``run_NN`` or the folder itself)."""
+    runs = layout.run_dirs(out_dir) or ([out_dir] if layout.is_train_dir(out_dir) else [])
+    found = []
+    for run in runs:
+        config = (_read_json(run / layout.CONFIG_FILE) or {}).get("config") or {}
+        method = str(config.get("method") or out_dir.name)
+        seed = config.get("seed")
+        found.append(SeedFolders(method, f"seed{seed}" if seed is not None else run.name, run))
+    return found
+
+
+def collect_results(results_dir: Path) -> list[MethodResults]:
+    """Read every trained model under ``results_dir`` (see :func:`find_seed_folders`)."""
+    results_dir = Path(results_dir)
+    folders = find_seed_folders(results_dir)
+    if not folders:
+        raise PathdaError(
+            f"{results_dir}: no results to report on; give the workflow's results folder "
+            "(<method>/seed<k>/) or a `pathda train` output folder (run_NN/ or one run)"
         )
-        if results_dir.is_dir()
-        else []
-    )
-    if not methods:
-        raise PathdaError(f"{results_dir}: no <method>/seed<k> result folders to report on")
-    collected = []
-    for method_dir in methods:
-        res = MethodResults(method_dir.name)
-        for seed_dir in sorted(method_dir.glob("seed*")):
-            res.seeds.append(seed_dir.name)
-            scores = _read_json(seed_dir / "score" / "scores.json")
-            mean = (scores or {}).get("mean", {})
-            res.bach.append(_num(mean.get("bach")))
-            res.pixel_acc.append(_num(mean.get("accuracy")))
-            selected = _selected_record(seed_dir / "train")
-            res.target_tile_acc.append(_num(selected.get("target_acc")))
-            res.val_tile_acc.append(_num(selected.get("val_acc")))
-            for name, bucket in (
-                ("train/curves.png", res.curves),
-                ("score/confusion.png", res.confusions),
-            ):
-                if (seed_dir / name).is_file():
-                    bucket.append(seed_dir / name)
-            res.overlays.extend(sorted((seed_dir / "segment").glob("*/*.overlay.png")))
-        collected.append(res)
-    return collected
+    by_method: dict[str, MethodResults] = {}
+    for f in sorted(folders, key=lambda f: _method_order(f.method)):
+        res = by_method.setdefault(f.method, MethodResults(f.method))
+        res.seeds.append(f.seed)
+        scores = _read_json(f.score / layout.SCORES_FILE) if f.score else None
+        mean = (scores or {}).get("mean", {})
+        res.bach.append(_num(mean.get("bach")))
+        res.pixel_acc.append(_num(mean.get("accuracy")))
+        selected = _selected_record(f.train)
+        res.target_tile_acc.append(_num(selected.get("target_acc")))
+        res.val_tile_acc.append(_num(selected.get("val_acc")))
+        if (f.train / layout.CURVES_FILE).is_file():
+            res.curves.append(f.train / layout.CURVES_FILE)
+        if f.score and (f.score / layout.CONFUSION_FILE).is_file():
+            res.confusions.append(f.score / layout.CONFUSION_FILE)
+        if f.segment:
+            res.overlays.extend(sorted(f.segment.glob("*/*.overlay.png")))
+    return list(by_method.values())
 
 
 def _selected_record(train_dir: Path) -> dict:
-    """The metrics record of the epoch that model.pt holds (recorded in its provenance)."""
-    config = _read_json(train_dir / "selected.json")
-    if config:
-        return config
-    path = train_dir / "metrics.jsonl"
+    """The metrics record of the epoch that model.pt holds (its ``selected.json``)."""
+    selected = _read_json(train_dir / layout.SELECTED_FILE)
+    if selected:
+        return selected
+    path = train_dir / layout.METRICS_FILE
     if not path.is_file():
         return {}
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -115,7 +173,7 @@ def results_table(results: list[MethodResults]) -> list[list[str]]:
     for r in results:
         rows.append(
             [
-                METHOD_TITLES.get(r.method, r.method),
+                method_title(r.method),
                 mean_std(r.bach),
                 mean_std(r.pixel_acc),
                 mean_std(r.target_tile_acc),
@@ -154,7 +212,7 @@ def build_report(results_dir: str | Path, out_md: str | Path, title: str = "path
         ]
         images += [("overlay", p) for p in r.overlays[:2]]
         if images:
-            sections.append((METHOD_TITLES.get(r.method, r.method), images))
+            sections.append((method_title(r.method), images))
     for name, images in sections:
         md += ["", f"## {name}", ""]
         md += [f"![{kind}]({rel(p)})" for kind, p in images]

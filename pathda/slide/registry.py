@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pathda.errors import ConfigError, SlideOpenError
+from pathda.errors import SlideOpenError
+from pathda.registry import Registry
 from pathda.slide.base import Slide
 
 SlideClass = TypeVar("SlideClass", bound=type[Slide])
 
-_BACKENDS: dict[str, type[Slide]] = {}
+BACKENDS: Registry[type[Slide]] = Registry("slide backend")
 
 
 def register_backend(name: str) -> Callable[[SlideClass], SlideClass]:
@@ -26,27 +27,17 @@ def register_backend(name: str) -> Callable[[SlideClass], SlideClass]:
     raise ``SlideOpenError`` when it cannot read the file.
     """
 
-    def decorator(cls: SlideClass) -> SlideClass:
-        if name in _BACKENDS and _BACKENDS[name] is not cls:
-            raise ValueError(f"slide backend {name!r} registered twice")
-        _BACKENDS[name] = cls
-        return cls
-
-    return decorator
+    return BACKENDS.register(name)
 
 
 def available_backends() -> list[str]:
     """Names accepted by ``open_slide(..., backend=...)``, sorted."""
-    return sorted(_BACKENDS)
+    return sorted(BACKENDS.names())
 
 
 def get_backend(name: str) -> type[Slide]:
     """The ``Slide`` class registered as ``name``; unknown names list the valid ones."""
-    try:
-        return _BACKENDS[name]
-    except KeyError:
-        valid = ", ".join(available_backends())
-        raise ConfigError(f"unknown slide backend {name!r}; choose one of: {valid}") from None
+    return BACKENDS.get(name)
 
 
 def open_error(path: Path, reason: str, formats: str) -> SlideOpenError:

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pathda.errors import ConfigError
+from pathda.registry import Registry
 from pathda.stain.apply import fit_normaliser, load_params, normalise_images, save_params
-from pathda.stain.base import StainInputError, StainNormaliser
-from pathda.stain.image_io import ImageReadError, read_rgb_image
+from pathda.stain.base import StainNormaliser
+from pathda.stain.image_io import read_rgb_image
 from pathda.stain.macenko import MacenkoNormaliser
 from pathda.stain.reinhard import ReinhardNormaliser
 from pathda.stain.staintools_ref import (
@@ -32,18 +32,17 @@ from pathda.stain.staintools_ref import (
 )
 from pathda.stain.vahadane import VahadaneNormaliser
 
-NORMALISERS: dict[str, type[StainNormaliser]] = {
-    cls.method: cls
-    for cls in (
-        MacenkoNormaliser,
-        ReinhardNormaliser,
-        VahadaneNormaliser,
-        StaintoolsMacenkoNormaliser,
-        StaintoolsReinhardNormaliser,
-        StaintoolsVahadaneNormaliser,
-    )
-}
-"""Stain normalisers by method name."""
+NORMALISERS: Registry[type[StainNormaliser]] = Registry("stain method")
+"""Stain normalisers by method name (each class's ``method``)."""
+for _cls in (
+    MacenkoNormaliser,
+    ReinhardNormaliser,
+    VahadaneNormaliser,
+    StaintoolsMacenkoNormaliser,
+    StaintoolsReinhardNormaliser,
+    StaintoolsVahadaneNormaliser,
+):
+    NORMALISERS.add(_cls.method, _cls)
 
 
 def create_normaliser(method: str, **options: Any) -> StainNormaliser:
@@ -52,10 +51,7 @@ def create_normaliser(method: str, **options: Any) -> StainNormaliser:
     Raises:
         ConfigError: unknown method (the message lists the known ones) or option.
     """
-    cls = NORMALISERS.get(method)
-    if cls is None:
-        raise ConfigError(f"unknown stain method {method!r}; known: {', '.join(NORMALISERS)}")
-    return cls.with_options(options)
+    return NORMALISERS.get(method).with_options(options)
 
 
 def normaliser_from_dict(data: Mapping[str, Any]) -> StainNormaliser:
@@ -65,8 +61,6 @@ def normaliser_from_dict(data: Mapping[str, Any]) -> StainNormaliser:
 
 __all__ = [
     "NORMALISERS",
-    "ImageReadError",
-    "StainInputError",
     "StainNormaliser",
     "create_normaliser",
     "fit_normaliser",

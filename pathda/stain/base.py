@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pathda import __version__
-from pathda.errors import ConfigError, PathdaError
+from pathda.errors import ConfigError, StainInputError
 
 PARAMS_FORMAT_VERSION = 1
 """Version of the ``to_dict`` layout; bump when a stored field changes meaning."""
@@ -26,10 +26,6 @@ Tiles = np.ndarray | torch.Tensor
 
 MAX_REFERENCE_PIXELS = 1 << 24
 """Larger references are fitted on a regular subsample of this many pixels (memory)."""
-
-
-class StainInputError(PathdaError, ValueError):
-    """Tiles or reference images that are not uint8 RGB."""
 
 
 class StainNormaliser(ABC):
@@ -135,12 +131,7 @@ class StainNormaliser(ABC):
         if cls is StainNormaliser:
             from pathda.stain import NORMALISERS
 
-            target = NORMALISERS.get(str(data["method"]))
-            if target is None:
-                raise ConfigError(
-                    f"unknown stain method {data['method']!r}; known: {', '.join(NORMALISERS)}"
-                )
-            return target.from_dict(data)
+            return NORMALISERS.get(str(data["method"])).from_dict(data)
         if data["method"] != cls.method:
             raise ConfigError(f"stain parameters are for {data['method']!r}, not {cls.method!r}")
         normaliser = cls.with_options(data.get("options", {}))

@@ -7,14 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from pathda.atomic import atomic_path
-from pathda.errors import PathdaError
+from pathda.errors import ImageReadError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES)
-
-
-class ImageReadError(PathdaError):
-    """An image file is missing, unreadable, or not an 8-bit RGB(A)/grey image."""
 
 
 def read_rgb_image(path: str | Path) -> np.ndarray:

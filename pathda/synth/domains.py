@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pathda.errors import ConfigError
+from pathda.registry import Registry
 
 RGB = tuple[float, float, float]
 
@@ -74,22 +75,17 @@ class DomainPreset:
         )
 
 
-class DomainRegistry(dict[str, DomainPreset]):
-    """Name -> preset; looking up an unknown name raises ConfigError listing the known ones."""
-
-    def __missing__(self, name: str) -> DomainPreset:
-        known = ", ".join(sorted(self))
-        raise ConfigError(f"unknown synthetic domain {name!r}; choose one of: {known}")
-
-
-DOMAINS = DomainRegistry()
+DOMAINS: Registry[DomainPreset] = Registry("synthetic domain")
 """Domain name -> preset. Add one with :func:`register_domain`."""
 
 
 def register_domain(preset: DomainPreset) -> DomainPreset:
-    """Add ``preset`` to :data:`DOMAINS` under its name (replacing one of the same name)."""
-    DOMAINS[preset.name] = preset
-    return preset
+    """Add ``preset`` to :data:`DOMAINS` under its name.
+
+    Raises:
+        ValueError: another preset already has that name.
+    """
+    return DOMAINS.add(preset.name, preset)
 
 
 def get_domain(name: str | DomainPreset) -> DomainPreset:
@@ -100,7 +96,7 @@ def get_domain(name: str | DomainPreset) -> DomainPreset:
     """
     if isinstance(name, DomainPreset):
         return name
-    return DOMAINS[name]
+    return DOMAINS.get(name)
 
 
 def with_changes(preset: DomainPreset, **changes: object) -> DomainPreset:

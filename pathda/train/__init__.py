@@ -1,6 +1,7 @@
 """Training stage: ``train(cfg, out_dir)`` trains one or several seeded runs.
 
-Output layout (``runs == 1``: the run folder is ``out_dir`` itself)::
+Output layout (names in :mod:`pathda.layout`; ``runs == 1``: the run folder is
+``out_dir`` itself)::
 
     out_dir/
       config.json        resolved TrainConfig + provenance
@@ -20,6 +21,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from pathda import layout
 from pathda.atomic import write_json
 from pathda.provenance import provenance, to_jsonable
 from pathda.train.config import TrainConfig
@@ -52,12 +54,12 @@ def train(
     results = []
     for i in range(runs):
         run_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
-        run_dir = out_dir if runs == 1 else out_dir / f"run_{i:02d}"
+        run_dir = layout.run_dir(out_dir, i, runs)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", provenance(run_cfg, mpp=None))
+        write_json(run_dir / layout.CONFIG_FILE, provenance(run_cfg, mpp=None))
         results.append(train_one_run(run_cfg, run_dir, resume=resume, quiet=quiet))
     if runs > 1:
-        write_json(out_dir / "summary.json", summarise_runs(cfg, results))
+        write_json(out_dir / layout.SUMMARY_FILE, summarise_runs(cfg, results))
     return results
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pathda.adapt import METHODS  # importing pathda.adapt registers every method
 from pathda.errors import ConfigError
 
 
@@ -40,14 +41,14 @@ class TrainConfig:
     layer_decay: float = 1.0  # layer-wise lr decay per block (ViT recipe: 0.65-0.75); 1: none
     grad_checkpointing: bool = False  # recompute activations in backward (big ViTs)
     # adaptation
-    method: Literal["none", "dann", "ldann", "lwass"] = "none"
+    method: str = "none"  # a name in pathda.adapt.METHODS
     taps: tuple[str, ...] = ()  # dotted module names; empty: the method's default tap points
     granularity: Literal["block", "stage"] = "block"
     layer_weight: float = 1.0
     grl_schedule: Literal["constant", "ganin"] = "constant"
-    grl_coefficient: float = 1.0
+    grl_coefficient: float = 1.0  # dann/ldann reversed-gradient scale (grl_constant)
     n_critic: int = 5
-    gp_lambda: float = 10.0
+    gp_lambda: float = 10.0  # the lwass gradient-penalty weight (its gp_weight setting)
     # optimisation
     epochs: int = 100
     steps_per_epoch: int = 0  # 0: one pass over the labelled source tiles
@@ -76,6 +77,7 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
+        METHODS.get(self.method)  # unknown names fail listing the registered ones
         checks = {
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,

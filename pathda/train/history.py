@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pathda import layout
+
 
 class MetricsLog:
     """Append-only ``metrics.jsonl`` (one JSON object per epoch), plus TensorBoard if asked.
@@ -16,7 +18,7 @@ class MetricsLog:
     """
 
     def __init__(self, out_dir: Path, tensorboard: bool = False, keep_epochs: int | None = None):
-        self.path = Path(out_dir) / "metrics.jsonl"
+        self.path = Path(out_dir) / layout.METRICS_FILE
         self.records: list[dict[str, Any]] = []
         if keep_epochs is not None and self.path.exists():
             kept = [json.loads(line) for line in self.path.read_text().splitlines() if line]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 import warnings
@@ -13,11 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from pathda.adapt import build_optimizers, create_method
+from pathda import layout
+from pathda.adapt import METHODS, build_optimizers
 from pathda.annotations import BACH_CLASSES
 from pathda.atomic import write_json
 from pathda.checkpoint import save_inference_checkpoint
-from pathda.errors import ConfigError, PathdaError
+from pathda.errors import ConfigError, TrainingDivergedError
 from pathda.model_input import InputPipeline, stain_transform
 from pathda.models import build_backbone, model_input_config, plan_backbone
 from pathda.progress import make_progress
@@ -43,16 +45,6 @@ from pathda.train.regime import (
     trainable_taps,
 )
 from pathda.train.state import load_state, restore_rng, save_state, seed_everything
-
-MODEL_FILE = "model.pt"
-SELECTED_FILE = "selected.json"  # metrics of the epoch that model.pt holds
-# The label-free rule's choice (lowest DEV risk in the selection window; no target labels).
-DEV_MODEL_FILE = "model_dev.pt"
-DEV_SELECTED_FILE = "selected_dev.json"
-
-
-class TrainingDivergedError(PathdaError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -116,7 +108,7 @@ class _Run:
         self.patch_size = self.store.patch_size
         self.class_names = self.splits.class_names
         self.stain = self._stain_params()
-        self.method = create_method(cfg.method, **self._method_settings())
+        self.method = METHODS.get(cfg.method).from_train_options(self._train_options())
         self.backbone_plan = plan_backbone(
             cfg.arch, len(self.class_names), pretrained=cfg.pretrained, input_size=self.patch_size
         )
@@ -176,20 +168,12 @@ class _Run:
                 stacklevel=3,
             )
 
-    def _method_settings(self) -> dict[str, Any]:
-        cfg = self.cfg
-        settings: dict[str, Any] = {"granularity": cfg.granularity}
-        if cfg.amp and self.device.type == "cuda":
-            settings["amp_dtype"] = "bfloat16"
-        if cfg.method in ("dann", "ldann"):
-            settings.update(
-                n_domains=1 + len(self.splits.target_domains),
-                grl_schedule=cfg.grl_schedule,
-                grl_constant=cfg.grl_coefficient,
-            )
-        elif cfg.method == "lwass":
-            settings.update(n_critic=cfg.n_critic, gp_weight=cfg.gp_lambda)
-        return settings
+    def _train_options(self) -> dict[str, Any]:
+        # Every training option plus the two the run derives; each method takes its own.
+        options = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(self.cfg)}
+        options["n_domains"] = 1 + len(self.splits.target_domains)
+        options["amp_dtype"] = "bfloat16" if self.cfg.amp and self.device.type == "cuda" else None
+        return options
 
     def _stain_params(self) -> dict[str, Any] | None:
         """Fitted stain parameters (``to_dict()`` form) that inference must apply.
@@ -251,7 +235,7 @@ class _Run:
         source_iter = infinite_batches(self._loader(self.splits.source, train=True))
         target_iter = (
             infinite_batches(self._loader(self.splits.target, train=True, seed_offset=1))
-            if cfg.method != "none"
+            if self.method.adapts
             else None
         )
         steps = cfg.steps_per_epoch or max(1, math.ceil(self.splits.source.size / cfg.batch_size))
@@ -273,13 +257,13 @@ class _Run:
                         "target_acc": record["target_acc"],
                     }
                     if self.ctx.is_main:
-                        self._export(self.out_dir / MODEL_FILE, epoch, record)
-                        write_json(self.out_dir / SELECTED_FILE, record)
+                        self._export(self.out_dir / layout.MODEL_FILE, epoch, record)
+                        write_json(self.out_dir / layout.SELECTED_FILE, record)
                 if self._is_better_dev(epoch, record, best_dev):
                     best_dev = {"epoch": epoch, "dev_risk": record["dev_risk"]}
                     if self.ctx.is_main:
-                        self._export(self.out_dir / DEV_MODEL_FILE, epoch, record)
-                        write_json(self.out_dir / DEV_SELECTED_FILE, record)
+                        self._export(self.out_dir / layout.DEV_MODEL_FILE, epoch, record)
+                        write_json(self.out_dir / layout.DEV_SELECTED_FILE, record)
                 if self.ctx.is_main:
                     log.append(record)
                     save_state(
@@ -293,10 +277,11 @@ class _Run:
         log.close()
         history = log.records
         if self.ctx.is_main and history:
-            plot_curves(history, self.out_dir / "curves.png", title=f"{cfg.arch} {cfg.method}")
+            title = f"{cfg.arch} {cfg.method}"
+            plot_curves(history, self.out_dir / layout.CURVES_FILE, title=title)
         return TrainResult(
             out_dir=self.out_dir,
-            checkpoint=self.out_dir / MODEL_FILE,
+            checkpoint=self.out_dir / layout.MODEL_FILE,
             selected_epoch=int(best["epoch"]),
             val_acc=float(best["val_acc"]),
             target_acc=float(best["target_acc"]),

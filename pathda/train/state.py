@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pathda import layout
 from pathda.atomic import atomic_path
 from pathda.errors import PathdaError
 from pathda.provenance import to_jsonable
 
-STATE_FILE = "last.pt"
 # Options that may differ on resume without changing what the run computes.
 _RESUMABLE_CHANGES = {"epochs", "num_workers", "tensorboard", "device"}
 
@@ -39,13 +39,13 @@ def save_state(out_dir: Path, *, epoch: int, model, optimizers, cfg, best: dict,
         },
         "extra": extra or {},
     }
-    with atomic_path(Path(out_dir) / STATE_FILE) as tmp:
+    with atomic_path(Path(out_dir) / layout.STATE_FILE) as tmp:
         torch.save(state, tmp)
 
 
 def load_state(out_dir: Path, cfg) -> dict[str, Any]:
     """Read ``last.pt`` and check that it was made with the same configuration."""
-    path = Path(out_dir) / STATE_FILE
+    path = Path(out_dir) / layout.STATE_FILE
     if not path.is_file():
         raise PathdaError(f"{path}: nothing to resume; run without --resume to start training")
     state = torch.load(path, map_location="cpu", weights_only=False)
