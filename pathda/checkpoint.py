@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from pathda.atomic import atomic_path
-from pathda.errors import PathdaError
+from pathda.errors import CheckpointError, PathdaError
 
 CHECKPOINT_FORMAT = "pathda-inference/1"
 
@@ -39,10 +39,6 @@ _META_KEYS = (
     "normalise",
     "provenance",
 )
-
-
-class CheckpointError(PathdaError):
-    """An inference checkpoint is missing, malformed or inconsistent."""
 
 
 def save_inference_checkpoint(

@@ -1,8 +1,10 @@
-"""User-facing errors.
+"""User-facing errors: every exception class of pathda, in one module.
 
 Every error a user can fix (bad path, unknown class, missing mpp, ...) is a
-``PathdaError``. The CLI prints its message on one line and exits with code 2;
-anything else is a bug and keeps its traceback.
+``PathdaError``; its message names the file or the configuration field and the fix.
+The CLI prints it on one line and exits with code 2. A broken programming invariant
+(a tensor of the wrong rank, an empty batch, a hook returning the wrong type) raises
+``ValueError``/``TypeError`` instead: the CLI shows its traceback as a bug to report.
 """
 
 from __future__ import annotations
@@ -61,3 +63,42 @@ class AllRegionsSkippedWarning(UserWarning):
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(message)
         self.path = path
+
+
+# -- inputs -----------------------------------------------------------------------------
+class InputError(PathdaError):
+    """A slide, glob or manifest given to ``pathda tile`` is missing or malformed."""
+
+
+class ImageReadError(PathdaError):
+    """An image file is missing, unreadable, or not an 8-bit RGB(A)/grey image."""
+
+
+class StainInputError(PathdaError, ValueError):
+    """Tiles or reference images that are not uint8 RGB."""
+
+
+# -- artefacts handed between stages ----------------------------------------------------
+class TileStoreError(PathdaError):
+    """A tile store is missing, unfinished, or of another format."""
+
+
+class StoreLockedError(PathdaError):
+    """Another process is writing the same store."""
+
+
+class CheckpointError(PathdaError):
+    """An inference checkpoint is missing, malformed or inconsistent."""
+
+
+# -- training and scoring ---------------------------------------------------------------
+class TrainingDivergedError(PathdaError):
+    """The loss became NaN or infinite."""
+
+
+class ScoreInputError(PathdaError):
+    """Prediction or truth inputs cannot be paired, read or put on one grid."""
+
+
+class LabelRangeError(ScoreInputError):
+    """A label mask holds values outside 0..n_classes-1."""

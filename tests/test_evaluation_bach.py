@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from pathda.evaluation import LabelRangeError, bach_score, bach_terms
+from pathda.errors import LabelRangeError
+from pathda.evaluation import bach_score, bach_terms
 from pathda.evaluation.labels import row_blocks
 
 RNG = np.random.default_rng(0)

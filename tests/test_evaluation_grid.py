@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pathda.evaluation import ScoreInputError
+from pathda.errors import ScoreInputError
 from pathda.evaluation.grid import (
     aspect_difference,
     grid_shape,

@@ -10,15 +10,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from pathda.errors import ConfigError
-from pathda.evaluation import (
-    LabelRangeError,
-    ScoreInputError,
-    bach_score,
-    confusion_matrix,
-    score_predictions,
-    write_report,
-)
+from pathda.errors import ConfigError, LabelRangeError, ScoreInputError
+from pathda.evaluation import bach_score, confusion_matrix, score_predictions, write_report
 
 RNG = np.random.default_rng(7)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pathda.evaluation import ScoreInputError
+from pathda.errors import ScoreInputError
 from pathda.evaluation.sources import discover_sources, label_stem, pair_sources
 
 

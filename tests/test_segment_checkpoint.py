@@ -8,11 +8,10 @@ import torch
 from pathda.annotations import BACH_CLASSES
 from pathda.checkpoint import (
     CHECKPOINT_FORMAT,
-    CheckpointError,
     load_inference_checkpoint,
     save_inference_checkpoint,
 )
-from pathda.errors import PathdaError
+from pathda.errors import CheckpointError, PathdaError
 
 
 def _meta(**overrides):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pathda.errors import ConfigError
-from pathda.tiling.manifest import InputError, SlideSpec, resolve_inputs
+from pathda.errors import ConfigError, InputError
+from pathda.tiling.manifest import SlideSpec, resolve_inputs
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import pytest
 import zarr
 
 from pathda.annotations import Annotation, write_imagescope_xml
-from pathda.errors import AnnotationError, ConfigError, UnknownClassError
+from pathda.errors import AnnotationError, ConfigError, StoreLockedError, UnknownClassError
 from pathda.slide import open_slide
 from pathda.synth.writer import write_pyramid_tiff
 from pathda.tiling import TileConfig, TileStore, tile_slides
-from pathda.tiling.lock import StoreLockedError, store_lock
+from pathda.tiling.lock import store_lock
 from pathda.tiling.store import TILE_COLUMNS
 
 SLIDE_MPP = 0.5

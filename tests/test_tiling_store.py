@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import zarr
 
-from pathda.tiling.lock import StoreLockedError, lock_path, store_lock
+from pathda.errors import StoreLockedError, TileStoreError
+from pathda.tiling.lock import lock_path, store_lock
 from pathda.tiling.shards import ShardedPatchReader
-from pathda.tiling.store import TILE_COLUMNS, SlideRecord, TileStore, TileStoreError
+from pathda.tiling.store import TILE_COLUMNS, SlideRecord, TileStore
 from pathda.tiling.store_writer import StoreWriter, choose_shard_size
 
 P = 8

@@ -4,7 +4,6 @@ Public entry point: :func:`score_predictions`. The metric maths (:func:`bach_ter
 :func:`bach_score`, :func:`confusion_matrix`, ...) are pure numpy on label arrays.
 """
 
-from pathda.evaluation._errors import LabelRangeError, ScoreInputError
 from pathda.evaluation.bach import (
     bach_score,
     bach_terms,
@@ -24,9 +23,7 @@ from pathda.evaluation.scoring import score_predictions
 
 __all__ = [
     "CLASS_NAMES",
-    "LabelRangeError",
     "ScoreConfig",
-    "ScoreInputError",
     "ScoreReport",
     "SlideScore",
     "bach_score",

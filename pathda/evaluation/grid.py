@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from pathda._types import IntPair
-from pathda.evaluation._errors import ScoreInputError
+from pathda.errors import ScoreInputError
 
 ASPECT_TOLERANCE = 0.01
 """Largest relative difference of width/height ratios for two images to show one slide."""

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pathda.evaluation._errors import LabelRangeError
+from pathda.errors import LabelRangeError
 
 CLASS_NAMES: tuple[str, ...] = ("normal", "benign", "in situ", "invasive")
 """BACH class names, indexed by label."""

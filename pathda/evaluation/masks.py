@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pathda.evaluation._errors import ScoreInputError
+from pathda.errors import ScoreInputError
 from pathda.evaluation.labels import check_labels, row_blocks
 
 _TIFF_SUFFIXES = (".tif", ".tiff")

@@ -13,8 +13,7 @@ import numpy as np
 from rich.progress import track
 
 from pathda._types import IntPair
-from pathda.errors import ConfigError
-from pathda.evaluation._errors import ScoreInputError
+from pathda.errors import ConfigError, ScoreInputError
 from pathda.evaluation.bach import bach_terms_from_confusion, score_from_terms
 from pathda.evaluation.confusion import confusion_matrix
 from pathda.evaluation.grid import (

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from pathda._types import IntPair
-from pathda.evaluation._errors import ScoreInputError
+from pathda.errors import ScoreInputError
 from pathda.slide.naming import slide_stem, strip_ome
 
 SourceKind = Literal["segment", "mask", "annotations"]

@@ -11,14 +11,13 @@ Examples:
 
 from pathda.tiling.config import TileConfig
 from pathda.tiling.pipeline import tile_slides
-from pathda.tiling.store import SlideRecord, TileStore, TileStoreError
+from pathda.tiling.store import SlideRecord, TileStore
 from pathda.tiling.tissue import TissueParams, detect_tissue
 
 __all__ = [
     "SlideRecord",
     "TileConfig",
     "TileStore",
-    "TileStoreError",
     "TissueParams",
     "detect_tissue",
     "tile_slides",

@@ -15,11 +15,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from pathda.errors import PathdaError
-
-
-class StoreLockedError(PathdaError):
-    """Another process is writing the same store."""
+from pathda.errors import StoreLockedError
 
 
 def lock_path(store: Path) -> Path:

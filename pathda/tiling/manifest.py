@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pathda.annotations.read import is_annotation_file
-from pathda.errors import ConfigError, PathdaError
+from pathda.errors import ConfigError, InputError
 from pathda.slide.naming import OME_INFIX, slide_stem
 from pathda.tiling.config import SPLITS
 
@@ -44,10 +44,6 @@ class SlideSpec:
     annotation: Path | None
     domain: str
     split: str
-
-
-class InputError(PathdaError):
-    """A slide, glob or manifest given to ``pathda tile`` is missing or malformed."""
 
 
 def resolve_inputs(

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 import zarr
 
-from pathda.errors import ConfigError
+from pathda.errors import ConfigError, TileStoreError
 from pathda.tiling.manifest import SlideSpec
-from pathda.tiling.store import STORE_FORMAT, SlideRecord, TileStoreError
+from pathda.tiling.store import STORE_FORMAT, SlideRecord
 
 
 @dataclasses.dataclass(frozen=True)

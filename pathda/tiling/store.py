@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from pathda.errors import PathdaError
+from pathda.errors import TileStoreError
 from pathda.tiling.shards import ShardedPatchReader
 
 STORE_FORMAT = "pathda-tiles"
@@ -77,10 +77,6 @@ TILE_COLUMNS: dict[str, str] = {
 }
 
 SLIDE_STATUSES = ("pending", "done", "no-tissue")
-
-
-class TileStoreError(PathdaError):
-    """A tile store is missing, unfinished, or of another format."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,14 +21,9 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from pathda.atomic import atomic_path
+from pathda.errors import TileStoreError
 from pathda.tiling.shards import ZSTD_LEVEL, encode_patch, read_shard_chunks, write_shard
-from pathda.tiling.store import (
-    STORE_FORMAT,
-    STORE_FORMAT_VERSION,
-    TILE_COLUMNS,
-    SlideRecord,
-    TileStoreError,
-)
+from pathda.tiling.store import STORE_FORMAT, STORE_FORMAT_VERSION, TILE_COLUMNS, SlideRecord
 
 # A shard (one file) holds this many bytes of patches at most; 16 MiB keeps the file
 # count low (about 64 files per million 64 px patches) and a shard rewrite cheap.
