@@ -267,7 +267,7 @@ def test_build_optimizers_follow_the_paper_and_match_heads():
     assert n_backbone == len(list(model.backbone.parameters()))
     plain = create_method("none").build_model(LeNet(), input_size=(3, 32, 32))
     assert set(build_optimizers(plain, create_method("none"))) == {"model"}
-    with pytest.raises(ConfigError, match="heads"):
+    with pytest.raises(ValueError, match="heads"):
         build_optimizers(plain, method)
 
 

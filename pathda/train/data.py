@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
+from pathda.adapt import METHODS
 from pathda.errors import ConfigError
 from pathda.tiling.store import TileStore
 from pathda.train.config import TrainConfig
@@ -97,7 +98,7 @@ def split_tiles(store: TileStore, cfg: TrainConfig) -> TileSplits:
         target_eval = np.flatnonzero(in_target & labelled)
     if source.size == 0:
         raise ConfigError(f"{store.path}: no labelled source tiles left for training")
-    if cfg.method != "none" and target.size == 0:
+    if METHODS.get(cfg.method).adapts and target.size == 0:
         raise ConfigError(
             f"{store.path}: method '{cfg.method}' needs target-domain tiles; no domain of "
             f"{list(store.domains)} is a target. Tile unannotated slides or pass --target-domain."

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathda.adapt.attach import FeatureTaps, default_tap_points
+from pathda.adapt.attach import FeatureTaps, layerwise_tap_points
 from pathda.errors import ConfigError
 from pathda.train.labelfree import density_ratio, dev_risk, iwv_risk, linear_mmd, proxy_a_distance
 
@@ -37,7 +37,7 @@ def sample_indices(indices: np.ndarray, cap: int, seed: int) -> np.ndarray:
 def alignment_taps(backbone: nn.Module, granularity: str) -> list[str]:
     """Block (or stage) outputs plus the pooled features; [] if the layout is unknown."""
     try:
-        taps = default_tap_points(backbone, "ldann", granularity)
+        taps = layerwise_tap_points(backbone, granularity)
     except ConfigError:  # a backbone whose blocks cannot be inferred: pooled features only
         taps = []
     names = dict(backbone.named_modules())
