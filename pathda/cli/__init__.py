@@ -14,7 +14,13 @@ import warnings
 import click
 import typer._click as typer_click  # typer >= 0.20 vendors its own copy of click
 
-from pathda.cli._app import WarningPrinter, app, expand_optional_values
+from pathda.cli._app import (
+    WarningPrinter,
+    app,
+    expand_optional_values,
+    fields_as_flags,
+    invoked_command,
+)
 from pathda.errors import PathdaError
 
 
@@ -35,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         args = expand_optional_values(sys.argv[1:] if argv is None else list(argv))
         rc = app(args=args, standalone_mode=False, prog_name="pathda")
     except PathdaError as err:
-        print(f"pathda: error: {err}", file=sys.stderr)
+        command = invoked_command(args)
+        print(f"pathda: error: {fields_as_flags(str(err), command)}", file=sys.stderr)
         sys.exit(2)
     except (click.ClickException, typer_click.ClickException) as err:  # usage errors: exit 2
         err.show()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 
@@ -90,3 +92,44 @@ def expand_optional_values(argv: list[str]) -> list[str]:
             word = f"{word}={rule[0]}"
         out.append(word)
     return out
+
+
+_FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def invoked_command(argv: Sequence[str]) -> Any:
+    """The (sub)command that ``argv`` runs, or None (duck-typed: typer vendors click)."""
+    command = typer.main.get_command(app)
+    for word in argv:
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is None and not word.startswith("-"):
+            break
+        command = sub or command
+    return None if hasattr(command, "commands") else command
+
+
+def fields_as_flags(message: str, command: Any) -> str:
+    """Show the configuration fields a library message names as `field` as this command's flags.
+
+    Library messages name fields (``"`min_tissue` must be in (0, 1]"``) so that they read
+    right from YAML and the Python API; on the command line the same field is a flag. A
+    list field (``target_domains``) maps to its repeatable singular flag. A field without a
+    flag on ``command`` stays as written (it is set in the YAML section).
+    """
+    if command is None:
+        return message
+    flags: dict[str, str] = {}
+    for param in command.params:
+        longs = [o for o in param.opts if o.startswith("--")]
+        if longs and param.name:
+            flags[param.name] = longs[0]
+            flags[longs[0][2:].replace("-", "_")] = longs[0]
+
+    def as_flag(match: re.Match[str]) -> str:
+        name = match.group(1)
+        for candidate in (name, name[:-1], name[:-2]):
+            if candidate in flags:
+                return flags[candidate]
+        return match.group(0)
+
+    return _FIELD.sub(as_flag, message)

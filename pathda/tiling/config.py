@@ -75,23 +75,23 @@ class TileConfig:
 
     def __post_init__(self) -> None:
         if not self.mpp > 0:
-            raise ConfigError(f"--mpp must be > 0 µm/px, got {self.mpp}")
+            raise ConfigError(f"`mpp` must be > 0 µm/px, got {self.mpp}")
         if self.patch_size < 1 or (self.stride is not None and self.stride < 1):
-            raise ConfigError("--patch-size and --stride must be >= 1 px")
+            raise ConfigError("`patch_size` and `stride` must be >= 1 px")
         if not 0 < self.min_tissue <= 1:
-            raise ConfigError(f"--min-tissue must be in (0, 1], got {self.min_tissue}")
+            raise ConfigError(f"`min_tissue` must be in (0, 1], got {self.min_tissue}")
         if not 0 < self.label_min_fraction <= 1:
             raise ConfigError(
-                f"--label-min-fraction must be in (0, 1], got {self.label_min_fraction}"
+                f"`label_min_fraction` must be in (0, 1], got {self.label_min_fraction}"
             )
         if self.label_rule not in ("centre", "majority"):
-            raise ConfigError(f"--label-rule must be centre or majority, got {self.label_rule!r}")
+            raise ConfigError(f"`label_rule` must be centre or majority, got {self.label_rule!r}")
         if self.workers < 0 or self.block_px < 1:
-            raise ConfigError("--workers must be >= 0 and block_px >= 1")
+            raise ConfigError("`workers` must be >= 0 and `block_px` >= 1")
         if self.split not in SPLITS:
-            raise ConfigError(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+            raise ConfigError(f"`split` {self.split!r} is not one of {', '.join(SPLITS)}")
         if (self.stain is None) != (self.stain_reference is None):
-            raise ConfigError("--stain and --stain-reference go together: give both or neither")
+            raise ConfigError("`stain` and `stain_reference` go together: give both or neither")
         self.tissue_params()  # validates the tissue settings
 
     @property

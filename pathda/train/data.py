@@ -101,7 +101,7 @@ def split_tiles(store: TileStore, cfg: TrainConfig) -> TileSplits:
     if METHODS.get(cfg.method).adapts and target.size == 0:
         raise ConfigError(
             f"{store.path}: method '{cfg.method}' needs target-domain tiles; no domain of "
-            f"{list(store.domains)} is a target. Tile unannotated slides or pass --target-domain."
+            f"{list(store.domains)} is a target. Tile unannotated slides or set `target_domains`."
         )
     return TileSplits(
         source=source,

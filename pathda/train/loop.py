@@ -188,7 +188,7 @@ class _Run:
         if stored:
             raise ConfigError(
                 f"{self.cfg.store}: tiles are already stain-normalised at tiling time; "
-                "drop --stain-params (it would normalise twice)"
+                "drop `stain_params` (it would normalise twice)"
             )
         from pathda.stain import load_params
 
@@ -327,7 +327,7 @@ class _Run:
             if not math.isfinite(metrics.get("loss_total", metrics["loss_cls"])):
                 raise TrainingDivergedError(
                     f"training diverged at epoch {epoch + 1}, step {step + 1} (loss is not "
-                    "finite); lower --lr or --layer-weight, or resume from an earlier checkpoint"
+                    "finite); lower `lr` or `layer_weight`, or resume from an earlier checkpoint"
                 )
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value
