@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,14 +44,24 @@ def build_config(cls: type[C], *layers: Mapping[str, Any] | None, source: str = 
     """Build ``cls`` from mappings applied in order (later wins); ``None`` values are skipped.
 
     Values are coerced to the field's annotated type (paths, tuples, numbers), so a
-    YAML list becomes a tuple and a string a ``Path`` where the field says so.
+    YAML list becomes a tuple and a string a ``Path`` where the field says so. A class
+    may list renamed fields in ``RENAMED = {old: new}``: old keys still work, with a
+    ``FutureWarning``, for one release.
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
+    renamed: Mapping[str, str] = getattr(cls, "RENAMED", {})
     merged: dict[str, Any] = {}
     for layer in layers:
         for key, value in (layer or {}).items():
             key = key.replace("-", "_")
+            if key in renamed:
+                warnings.warn(
+                    f"{source}: option '{key}' is deprecated; call it '{renamed[key]}'",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                key = renamed[key]
             if key not in fields:
                 valid = ", ".join(sorted(fields))
                 raise ConfigError(f"{source}: unknown option '{key}'; valid options: {valid}")

@@ -35,3 +35,12 @@ def test_fields_as_flags_maps_list_fields_and_keeps_unknown_ones():
     assert invoked_command(["stain", "fit"]).name == "fit"
     assert invoked_command(["--version"]) is None
     assert fields_as_flags("`mpp`", None) == "`mpp`"
+
+
+def test_renamed_yaml_key_is_read_with_a_warning():
+    from pathda.config import build_config
+    from pathda.segment import SegmentConfig
+
+    with pytest.warns(FutureWarning, match="'mpp_override' is deprecated; call it 'slide_mpp'"):
+        cfg = build_config(SegmentConfig, {"mpp_override": 0.5}, source="run.yaml")
+    assert cfg.slide_mpp == 0.5

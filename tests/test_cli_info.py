@@ -46,7 +46,7 @@ def test_info_levels_and_mpp(fixtures_dir, capsys, monkeypatch):
         [
             "info",
             str(fixtures_dir / "openslide/boxes.tiff"),
-            "--mpp",
+            "--slide-mpp",
             "2",
             "--backend",
             "openslide",
@@ -57,6 +57,19 @@ def test_info_levels_and_mpp(fixtures_dir, capsys, monkeypatch):
     assert code == 0
     assert "openslide" in out
     assert "600 µm x 500 µm" in out
+
+
+def test_old_mpp_spelling_of_the_level0_override_still_works_with_a_warning(
+    fixtures_dir, capsys, monkeypatch
+):
+    slide = str(fixtures_dir / "openslide/boxes.tiff")
+    code, out, err = run(["info", slide, "--mpp", "2"], capsys, monkeypatch)
+    assert code == 0
+    assert "600 µm x 500 µm" in out
+    assert "pathda: warning: --mpp is deprecated here; use --slide-mpp" in err
+    code, _, err = run(["info", slide, "--mpp", "2", "--slide-mpp", "3"], capsys, monkeypatch)
+    assert code == 2
+    assert "--mpp and --slide-mpp disagree" in err
 
 
 def test_thumbnail_for_one_slide_at_the_asked_resolution(

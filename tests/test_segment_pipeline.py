@@ -161,7 +161,7 @@ def test_resampled_slide_mpp_and_override(tmp_path, loaded):
     )
     assert result.mask_downsample == 16  # stride 16 model px = 64 level-0 px at 0.25 µm/px
     no_mpp = write_slide(tmp_path / "nompp.tif", mpp=None)
-    with pytest.raises(MppUnknownError, match=r"nompp\.tif.*--mpp"):
+    with pytest.raises(MppUnknownError, match=r"nompp\.tif.*`slide_mpp`"):
         segment_slide(
             no_mpp, loaded, tmp_path / "o", num_workers=0, quiet=True, tissue=SMALL_TISSUE
         )
@@ -171,11 +171,11 @@ def test_resampled_slide_mpp_and_override(tmp_path, loaded):
         tmp_path / "o",
         num_workers=0,
         quiet=True,
-        mpp_override=0.5,
+        slide_mpp=0.5,
         tissue=SMALL_TISSUE,
     )
     assert result.summary_data["mpp"] == 0.5
-    assert result.summary_data["provenance"]["config"]["mpp_override"] == 0.5
+    assert result.summary_data["provenance"]["config"]["slide_mpp"] == 0.5
 
 
 def test_blank_slide_is_all_normal_with_a_warning(tmp_path, loaded):

@@ -93,7 +93,7 @@ def test_thumbnail_sizes():
 def test_mpp_unknown_and_override():
     slide = ArraySlide(_random_rgb(8, 8))
     assert slide.mpp is None
-    with pytest.raises(MppUnknownError, match="--mpp"):
+    with pytest.raises(MppUnknownError, match="`slide_mpp`"):
         slide.read_at_mpp((0, 0), (4, 4), mpp=1.0)
     slide.set_mpp(0.25)
     assert slide.require_mpp() == 0.25

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import typer
 
 from pathda import __version__
-from pathda.errors import UnknownClassError
+from pathda.errors import ConfigError, UnknownClassError
 
 app = typer.Typer(
     name="pathda",
@@ -45,6 +46,31 @@ class WarningPrinter:
     def of_category(self, category: type[Warning]) -> list[Warning]:
         """The warnings shown so far of ``category`` (or a subclass), in order."""
         return [w for w in self.shown.values() if isinstance(w, category)]
+
+
+def slide_mpp_option(default: float | None = None, help: str | None = None) -> Any:
+    """``--slide-mpp``: level-0 µm/px of the slides, the same option on every command."""
+    return typer.Option(
+        default,
+        "--slide-mpp",
+        min=1e-6,
+        help=help or "Level-0 resolution of the slides in µm/px, overriding their metadata.",
+    )
+
+
+# `--mpp` meant the level-0 resolution on info/segment/synth; it now names only a working
+# resolution (tile's patch µm/px). The old spelling is read for one release.
+DeprecatedMppOption = typer.Option(None, "--mpp", min=1e-6, hidden=True)
+
+
+def renamed_flag(old_value: Any, new_value: Any, old: str, new: str) -> Any:
+    """The value of a renamed flag: ``new``'s, or ``old``'s with a deprecation warning."""
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{old} is deprecated here; use {new}", FutureWarning, stacklevel=2)
+    if new_value is not None and new_value != old_value:
+        raise ConfigError(f"{old} and {new} disagree; give {new} only")
+    return old_value
 
 
 @contextmanager

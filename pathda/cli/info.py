@@ -11,7 +11,7 @@ from rich.progress import track
 from rich.table import Table
 
 from pathda.atomic import atomic_path
-from pathda.cli._app import QuietOption, app
+from pathda.cli._app import DeprecatedMppOption, QuietOption, app, renamed_flag, slide_mpp_option
 from pathda.errors import PathdaError
 from pathda.slide import Slide, available_backends, open_slide
 from pathda.slide.naming import slide_stem
@@ -32,9 +32,8 @@ def info(
     thumbnail_mpp: float = typer.Option(
         16.0, "--thumbnail-mpp", min=1e-6, help="Thumbnail resolution in µm/px."
     ),
-    mpp: float | None = typer.Option(
-        None, "--mpp", min=1e-6, help="Level-0 resolution in µm/px, overriding the file's."
-    ),
+    slide_mpp: float | None = slide_mpp_option(),
+    mpp: float | None = DeprecatedMppOption,
     backend: str | None = typer.Option(
         None,
         "--backend",
@@ -43,6 +42,7 @@ def info(
     quiet: bool = QuietOption,
 ) -> None:
     """Print each slide's format, reader, vendor, levels, µm/px and physical size."""
+    mpp = renamed_flag(mpp, slide_mpp, "--mpp", "--slide-mpp")
     stderr = Console(stderr=True)
     targets = _thumbnail_paths(slides, thumbnail) if thumbnail else [None] * len(slides)
     table = _info_table()
@@ -95,7 +95,7 @@ def _write_thumbnail(slide: Slide, target: Path, mpp: float) -> str | None:
         image = slide.thumbnail(max_size=max_size)
         note = (
             f"{slide.path}: µm/px unknown, thumbnail fitted to {max_size} px "
-            "(pass --mpp to set the resolution)"
+            "(pass --slide-mpp to set the resolution)"
         )
     else:
         image = slide.thumbnail(mpp=mpp)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pathda.cli._app import QuietOption, app
+from pathda.cli._app import DeprecatedMppOption, QuietOption, app, renamed_flag, slide_mpp_option
 
 
 @app.command()
@@ -31,9 +31,8 @@ def segment(
     device: str | None = typer.Option(
         None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."
     ),
-    mpp: float | None = typer.Option(
-        None, "--mpp", help="Level-0 µm/px of the slides, overriding their metadata."
-    ),
+    slide_mpp: float | None = slide_mpp_option(),
+    mpp: float | None = DeprecatedMppOption,
     output_downsample: int | None = typer.Option(
         None,
         "--output-downsample",
@@ -74,7 +73,7 @@ def segment(
         "batch_size": batch_size,
         "num_workers": workers,
         "device": device,
-        "mpp_override": mpp,
+        "slide_mpp": renamed_flag(mpp, slide_mpp, "--mpp", "--slide-mpp"),
         "output_downsample": output_downsample,
         "min_region_area_um2": min_area,
         "window": window,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pathda.cli._app import QuietOption, app
+from pathda.cli._app import DeprecatedMppOption, QuietOption, app, renamed_flag, slide_mpp_option
 from pathda.errors import ConfigError
 
 
@@ -36,7 +36,10 @@ def synth(
         ["lab-a"], "--domain", help="Domain name(s); repeat or comma-separate for several."
     ),
     size: str = typer.Option("2048", "--size", help="Level-0 size in pixels: N or WxH."),
-    mpp: float = typer.Option(0.467, "--mpp", help="Microns per level-0 pixel."),
+    slide_mpp: float | None = slide_mpp_option(
+        help="Level-0 resolution of the written slides in µm/px (default: BACH's 0.467)."
+    ),
+    mpp: float | None = DeprecatedMppOption,
     seed: int = typer.Option(0, "--seed", help="Seed of the first slide (slide i: seed + i)."),
     tile_size: int = typer.Option(512, "--tile-size", help="TIFF tile size in pixels."),
     no_annotation: bool = typer.Option(False, "--no-annotation", help="Skip the XML."),
@@ -49,6 +52,8 @@ def synth(
     """Write synthetic H&E slides (.tiff), BACH XML, label masks and JSON sidecars."""
     from pathda.synth import make_montage, synthesise_slides
 
+    slide_mpp = renamed_flag(mpp, slide_mpp, "--mpp", "--slide-mpp")
+    resolution = {} if slide_mpp is None else {"mpp": slide_mpp}
     width_height = parse_size(size)
     slides = []
     names = parse_domains(domain)
@@ -60,7 +65,7 @@ def synth(
             domain=name,
             size=width_height,
             seed=seed,
-            mpp=mpp,
+            **resolution,
             tile_size=tile_size,
             annotate=not no_annotation,
             prefix=name_prefix or None,

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import typer
 
-from pathda.cli._app import QuietOption, WarningPrinter, app, class_alias_advice
+from pathda.cli._app import (
+    QuietOption,
+    WarningPrinter,
+    app,
+    class_alias_advice,
+    slide_mpp_option,
+)
 from pathda.errors import AllRegionsSkippedWarning
 
 
@@ -48,9 +54,7 @@ def tile(
     tissue_mpp: float | None = typer.Option(
         None, help="Resolution of the tissue-mask thumbnail, µm/px (default 8)."
     ),
-    slide_mpp: float | None = typer.Option(
-        None, help="Level-0 µm/px of slides whose files lack (or misstate) it."
-    ),
+    slide_mpp: float | None = slide_mpp_option(),
     annotation_dir: Path | None = typer.Option(
         None, help="Folder of <slide stem>.xml|.geojson annotations (default: beside each slide)."
     ),

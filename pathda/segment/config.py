@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,7 +26,9 @@ class SegmentConfig:
         batch_size: patches per forward pass.
         num_workers: DataLoader processes reading the slide (0 = read in the main process).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        mpp_override: level-0 µm/px forced on the slide (for files without, or with wrong, mpp).
+        slide_mpp: level-0 µm/px forced on the slide (for files without, or with wrong, mpp);
+            the same setting as ``TileConfig.slide_mpp`` (the old key ``mpp_override`` is
+            still read, with a warning, for one release).
         tissue: tissue detection settings (``pathda.tiling.tissue.TissueParams``, or a
             mapping of its fields); the thumbnail is made finer than ``tissue.mpp`` when the
             mask is finer.
@@ -50,7 +52,7 @@ class SegmentConfig:
     batch_size: int = 64
     num_workers: int = 2
     device: str = "auto"
-    mpp_override: float | None = None
+    slide_mpp: float | None = None
     tissue: TissueParams = field(default_factory=TissueParams)
     min_tissue_fraction: float = 0.05
     output_downsample: int | None = None
@@ -61,6 +63,9 @@ class SegmentConfig:
     mode: str = "patch"
     tile_px: int = 2048
     margin_px: int = 64
+
+    RENAMED: ClassVar[Mapping[str, str]] = {"mpp_override": "slide_mpp"}
+    """Old YAML keys still read (with a warning) for one release."""
 
     def __post_init__(self) -> None:
         if self.stride is not None and self.stride < 1:

@@ -70,7 +70,7 @@ def segment_slide(
 
     Raises:
         PathdaError: bad checkpoint, unreadable slide, slide without mpp (and no
-            ``mpp_override``), bad options. A slide without detected tissue is *not* an
+            ``slide_mpp``), bad options. A slide without detected tissue is *not* an
             error: it gets an all-normal mask, a warning, and ``warnings`` in the summary.
     """
     cfg = _resolve_config(config, options)
@@ -82,7 +82,7 @@ def segment_slide(
     else:
         model, meta = load_inference_checkpoint(checkpoint, resolve_device(cfg.device))
         device = resolve_device(cfg.device)
-    with open_slide(slide_path, mpp=cfg.mpp_override) as slide:
+    with open_slide(slide_path, mpp=cfg.slide_mpp) as slide:
         t_plan = time.perf_counter()
         plan = _plan(slide, meta, cfg)
         t_infer = time.perf_counter()
@@ -227,7 +227,7 @@ def _run_patches(
 ) -> None:
     """Reference mode: every patch read and classified on its own."""
     dataset = SlidePatchDataset(
-        slide.path, plan.origins, int(meta["patch_size"]), float(meta["mpp"]), cfg.mpp_override
+        slide.path, plan.origins, int(meta["patch_size"]), float(meta["mpp"]), cfg.slide_mpp
     )
     loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, device)
     with make_progress(quiet) as progress:
@@ -263,7 +263,7 @@ def _run_dense(
     n = layout.patches_per_side
     blocks, patches_in_block = layout.blocks_with_patches(cells)
     band_of_patch = cells[:, 0] // n  # non-decreasing: origins are row-major
-    dataset = block_dataset(slide.path, layout, blocks, float(meta["mpp"]), cfg.mpp_override)
+    dataset = block_dataset(slide.path, layout, blocks, float(meta["mpp"]), cfg.slide_mpp)
     loader = make_loader(dataset, 1, cfg.num_workers, device)
     band_probs: dict[int, np.ndarray] = {}  # block column -> (n, n, C) of the current band
 

@@ -54,7 +54,7 @@ class Slide(ABC):
         return self._mpp
 
     def set_mpp(self, mpp: float | FloatPair) -> None:
-        """Override the resolution (µm/px at level 0), e.g. from ``--mpp``."""
+        """Override the resolution (µm/px at level 0), e.g. from a ``slide_mpp`` setting."""
         pair = (float(mpp), float(mpp)) if np.isscalar(mpp) else tuple(map(float, mpp))
         if not all(v > 0 and math.isfinite(v) for v in pair):
             raise MppUnknownError(f"{self.path}: mpp must be positive, got {mpp}")
@@ -64,7 +64,7 @@ class Slide(ABC):
         """Mean level-0 µm/px; raises a user error naming the file when unknown."""
         if self._mpp is None:
             raise MppUnknownError(
-                f"{self.path}: resolution (µm/px) unknown; pass --mpp to set it explicitly"
+                f"{self.path}: resolution (µm/px) unknown; set it with `slide_mpp` (level-0 µm/px)"
             )
         return float(sum(self._mpp) / 2)
 

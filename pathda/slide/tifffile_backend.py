@@ -53,7 +53,7 @@ def mpp_from_tiff_resolution(
     Returns None for what carries no physical meaning: unit NONE (1), zero or
     negative resolution. Exactly 72 dpi is kept, as OpenSlide does (it is what the
     file says), but warns: image writers stamp it when they know nothing, so such
-    a slide usually needs an explicit ``--mpp``.
+    a slide usually needs an explicit ``slide_mpp``.
 
     Examples:
         >>> mpp_from_tiff_resolution(40000.0, 40000.0, "centimeter")
@@ -70,7 +70,7 @@ def mpp_from_tiff_resolution(
     if math.isclose(dpi, _DEFAULT_DPI, rel_tol=1e-4):
         warnings.warn(
             f"TIFF resolution is {_DEFAULT_DPI:g} dpi ({mpp[0]:.2f} µm/px), the default that "
-            "image writers stamp; if that is not the real resolution pass --mpp",
+            "image writers stamp; if that is not the real resolution set `slide_mpp`",
             stacklevel=2,
         )
     return mpp
