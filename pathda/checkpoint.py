@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 from pathda.atomic import atomic_path
-from pathda.errors import CheckpointError, PathdaError
+from pathda.device import resolve_device
+from pathda.errors import CheckpointError
 
 CHECKPOINT_FORMAT = "pathda-inference/1"
 
@@ -126,16 +127,6 @@ def load_inference_checkpoint(
         ) from err
     model.eval()
     return model.to(resolve_device(device)), payload
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise PathdaError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from err
 
 
 def class_names(class_map: Mapping[str, Any]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -58,11 +59,10 @@ def score(
             class_aliases=class_alias or (),
             quiet=quiet,
         )
-    stderr = Console(stderr=True)
     for path in report.unmatched:
-        stderr.print(f"pathda: warning: no partner for {path}; not scored", markup=False)
+        warnings.warn(f"no partner for {path}; not scored", UserWarning, stacklevel=1)
     Console().print(score_table(report))
     if out is not None:
         scores, png = write_report(report, out)
         if not quiet:
-            stderr.print(f"wrote {scores} and {png}", markup=False)
+            Console(stderr=True).print(f"wrote {scores} and {png}", markup=False)

@@ -64,8 +64,9 @@ def segment(
     quiet: bool = QuietOption,
 ) -> None:
     """Segment slides into normal / benign / in situ / invasive (mask, GeoJSON, overlay)."""
-    from pathda.checkpoint import load_inference_checkpoint, resolve_device
+    from pathda.checkpoint import load_inference_checkpoint
     from pathda.config import build_config, load_yaml
+    from pathda.device import resolve_device
     from pathda.segment import SegmentConfig, segment_slide
 
     cli = {
@@ -90,8 +91,8 @@ def segment(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             result = segment_slide(slide, loaded, out, cfg, quiet=quiet)
-        for warning in caught:
-            console.print(f"pathda: warning: {warning.message}", markup=False)
+        for w in caught:  # shown after the slide's progress bar, by the CLI's one printer
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         if not quiet:
             console.print(
                 f"{slide.name}: {result.n_patches} patches in {result.seconds:.1f} s -> "

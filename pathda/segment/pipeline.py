@@ -21,7 +21,8 @@ import torch
 
 from pathda.annotations import ClassMap, write_geojson, write_imagescope_xml
 from pathda.atomic import atomic_path
-from pathda.checkpoint import load_inference_checkpoint, resolve_device
+from pathda.checkpoint import load_inference_checkpoint
+from pathda.device import resolve_device
 from pathda.errors import ConfigError
 from pathda.model_input import InputPipeline, stain_transform
 from pathda.progress import make_progress

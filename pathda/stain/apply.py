@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from pathda.atomic import write_json
+from pathda.device import resolve_device
 from pathda.errors import ConfigError
 from pathda.provenance import provenance
 from pathda.stain.base import StainNormaliser
@@ -106,7 +107,7 @@ def normalise_images(
     from rich.progress import Progress
 
     normaliser = params if isinstance(params, StainNormaliser) else load_params(params)
-    _check_device(device)
+    resolve_device(device)  # a bad or unavailable device fails before any work
     paths = [Path(p) for p in images]
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
@@ -147,14 +148,3 @@ def _normalise_chunk(
         for i, tile in zip(indices, out, strict=True):
             results[i] = tile
     return results  # type: ignore[return-value]
-
-
-def _check_device(device: str) -> None:
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"invalid torch device {device!r}: {err}") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {device!r} requested but CUDA is not available: use --device cpu"
-        )

@@ -19,6 +19,7 @@ from pathda.adapt import METHODS, build_optimizers
 from pathda.annotations import BACH_CLASSES
 from pathda.atomic import write_json
 from pathda.checkpoint import save_inference_checkpoint
+from pathda.device import resolve_device
 from pathda.errors import ConfigError, TrainingDivergedError
 from pathda.model_input import InputPipeline, stain_transform
 from pathda.models import build_backbone, model_input_config, plan_backbone
@@ -62,18 +63,6 @@ class TrainResult:
         return {k: v for k, v in to_jsonable(self.__dict__).items() if k != "history"}
 
 
-def resolve_device(name: str, ctx: DistContext) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
-        return torch.device(
-            "cuda", ctx.local_rank if ctx.enabled else torch.device(name).index or 0
-        )
-    return torch.device(name)
-
-
 def train_one_run(
     cfg: TrainConfig, out_dir: Path, *, resume: bool = False, quiet: bool = False
 ) -> TrainResult:
@@ -97,7 +86,7 @@ def train_one_run(
 class _Run:
     def __init__(self, cfg: TrainConfig, out_dir: Path, ctx: DistContext, quiet: bool) -> None:
         self.cfg, self.out_dir, self.ctx, self.quiet = cfg, out_dir, ctx, quiet
-        self.device = resolve_device(cfg.device, ctx)
+        self.device = resolve_device(cfg.device, local_rank=ctx.local_rank if ctx.enabled else None)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
