@@ -32,7 +32,8 @@ from rich.table import Table
 
 from pathda.adapt import create_backbone
 from pathda.annotations import BACH_CLASSES
-from pathda.checkpoint import load_inference_checkpoint, resolve_device, save_inference_checkpoint
+from pathda.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from pathda.device import resolve_device
 from pathda.segment import segment_slide
 from pathda.segment.engine import InputPipeline
 from pathda.synth.writer import write_pyramid_tiff
