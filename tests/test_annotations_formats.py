@@ -142,7 +142,7 @@ def test_written_geojson_is_qupath_style_and_valid(tmp_path):
         assert props["objectType"] == "annotation"
         assert props["isLocked"] is False
         assert props["source"] == "A01"
-        cid = BACH_CLASSES.names.index(props["classification"]["name"])
+        cid = BACH_CLASSES.id_of(props["classification"]["name"])
         assert props["classification"]["color"] == list(BACH_CLASSES.colors[cid])
         rings = feature["geometry"]["coordinates"]
         assert all(r[0] == r[-1] for r in rings)

@@ -164,3 +164,23 @@ def test_thumbnail_into_a_folder_that_does_not_exist_yet(tmp_path, capsys, monke
     code, _, err = run(["info", str(path), "--thumbnail", f"{folder}/"], capsys, monkeypatch)
     assert code == 0, err
     assert (folder / "s_thumb.png").is_file()  # named by the slide stem rule
+
+
+def test_quiet_silences_tifffile_log_lines(tmp_path, capsys, monkeypatch, caplog):
+    # OME-XML whose sizes disagree with the pixels: tifffile logs a line about it
+    ome = (
+        '<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+        '<Image ID="Image:0"><Pixels DimensionOrder="XYCZT" ID="Pixels:0" SizeC="3" SizeT="1" '
+        'SizeX="64" SizeY="99" SizeZ="1" Type="uint8"><TiffData/></Pixels></Image></OME>'
+    )
+    path = tmp_path / "odd.ome.tif"
+    image = np.zeros((64, 64, 3), np.uint8)
+    tifffile.imwrite(path, image, photometric="rgb", description=ome, metadata=None)
+    code, _, _ = run(["info", str(path), "--mpp", "1"], capsys, monkeypatch)
+    assert code == 0
+    assert any("OME series" in r.getMessage() for r in caplog.records)  # the line exists ...
+    caplog.clear()
+    code, _, err = run(["info", str(path), "--mpp", "1", "-q"], capsys, monkeypatch)
+    assert code == 0
+    assert not [r for r in caplog.records if r.name == "tifffile"]  # ... and -q silences it
+    assert err == ""

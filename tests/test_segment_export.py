@@ -62,8 +62,10 @@ def test_geojson_is_qupath_feature_collection(tmp_path):
     data = json.loads((tmp_path / "s.geojson").read_text())
     assert data["type"] == "FeatureCollection"
     feature = next(
-        f for f in data["features"] if f["properties"]["classification"]["name"] == "invasive"
+        f for f in data["features"] if f["properties"]["classification"]["name"] == "Invasive"
     )
+    names = {f["properties"]["classification"]["name"] for f in data["features"]}
+    assert names == {"Invasive", "In situ", "Benign"}  # as QuPath users (and the README) name them
     assert feature["properties"]["objectType"] == "annotation"
     assert feature["properties"]["classification"]["color"] == list(BACH_CLASSES.colors[3])
     geom = shape(feature["geometry"])

@@ -243,6 +243,20 @@ def test_cli_segments_and_reports_user_errors_on_one_line(tmp_path, checkpoint, 
     assert "\n" not in err
 
 
+def test_cuda_without_cuda_is_a_one_line_error(tmp_path, checkpoint, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    slide = write_slide(tmp_path / "c.tif")
+    args = ["segment", str(slide), "--model", str(checkpoint), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--device", "cuda", "-q"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pathda: error: ")
+    assert "CUDA is not available" in err
+    assert "\n" not in err
+    assert not (tmp_path / "o" / "c").exists()
+
+
 def test_config_validation():
     with pytest.raises(PathdaError, match="output_downsample"):
         SegmentConfig(output_downsample=0)

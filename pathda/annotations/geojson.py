@@ -68,7 +68,10 @@ def write_geojson(
 
     Each Feature gets a fresh uuid4 ``id``, a Polygon with closed rings in level-0 pixels
     and ``properties = {objectType: "annotation", classification: {name, color}, isLocked:
-    false}``; the class name and colour are the canonical ones of ``class_map``.
+    false}``; the colour is the class's in ``class_map`` and the name its canonical name
+    written as QuPath names classes, first letter upper case (``qupath_class_name``:
+    "Normal", "Benign", "In situ", "Invasive"). Reading is case-insensitive, so the file
+    reads back to the same classes.
 
     Args:
         path: output ``.geojson`` file.
@@ -101,7 +104,7 @@ def write_geojson(
                 "properties": {
                     "objectType": "annotation",
                     "classification": {
-                        "name": class_map.names[cid],
+                        "name": qupath_class_name(class_map.names[cid]),
                         "color": list(class_map.colors[cid]),
                     },
                     "isLocked": False,
@@ -110,6 +113,15 @@ def write_geojson(
             }
         )
     write_json(path, {"type": "FeatureCollection", "features": features})
+
+
+def qupath_class_name(name: str) -> str:
+    """A class name as QuPath users write one: first letter upper case ("in situ" -> "In situ").
+
+    QuPath's own classes ("Tumor", "Stroma", "Immune cells") and the BACH annotations
+    ("Benign", "Carcinoma in situ") are capitalised this way; the rest is left as it is.
+    """
+    return name[:1].upper() + name[1:]
 
 
 def _features(path: Path, data: Any) -> list[Mapping[str, Any]]:

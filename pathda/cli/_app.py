@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import warnings
@@ -22,7 +23,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bars or info output.")
+
+def _quiet_libraries(quiet: bool) -> bool:
+    # tifffile logs quirks of slide files (e.g. odd OME metadata) on its own logger,
+    # straight to stderr; --quiet silences them with the rest.
+    logging.getLogger("tifffile").setLevel(logging.ERROR if quiet else logging.NOTSET)
+    return quiet
+
+
+QuietOption = typer.Option(
+    False, "--quiet", "-q", help="No progress bars or info output.", callback=_quiet_libraries
+)
 
 
 class WarningPrinter:
