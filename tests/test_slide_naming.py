@@ -7,7 +7,7 @@ import json
 import pytest
 
 import pathda.segment.pipeline as segment_pipeline
-from pathda.evaluation.sources import discover_sources, label_stem, pair_sources
+from pathda.evaluation.sources import discover_sources, pair_sources
 from pathda.slide.naming import slide_stem
 from pathda.tiling.manifest import find_annotation
 
@@ -37,7 +37,8 @@ def test_one_annotation_file_serves_tile_and_score(tmp_path, annotation):
     ann = tmp_path / annotation
     ann.write_text(json.dumps(SQUARE) if "json" in annotation else "<Annotations/>")
     assert find_annotation(slide, None) == ann
-    assert label_stem(ann.name) == slide_stem(slide) == "X"
+    [truth] = discover_sources([ann], "truth")
+    assert (truth.kind, truth.path, truth.stem) == ("annotations", ann, slide_stem(slide))
 
 
 def test_score_pairs_an_ome_slide_output_with_its_ome_xml(tmp_path):

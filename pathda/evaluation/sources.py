@@ -25,6 +25,8 @@ SourceKind = Literal["segment", "mask", "annotations"]
 SUMMARY_SUFFIX = ".summary.json"
 MASK_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png")
 ANNOTATION_SUFFIXES = (".xml", ".geojson")
+# A ``.json`` is annotations only when it holds GeoJSON (as ``pathda tile`` decides).
+GEOJSON_JSON_SUFFIX = ".json"
 _MASK_TAILS = (".mask", "_mask", "-mask")
 _SEGMENT_MASK_GLOBS = ("*.mask.ome.tif", "*.mask.ome.tiff")
 
@@ -177,12 +179,19 @@ def _file_source(path: Path, role: str) -> LabelSource:
         return read_segment_summary(path)
     if lower.endswith(MASK_SUFFIXES):
         return LabelSource(label_stem(path.name), "mask", path, mask_path=path)
-    if lower.endswith(ANNOTATION_SUFFIXES):
+    if lower.endswith(ANNOTATION_SUFFIXES) or _is_geojson_json(path):
         return LabelSource(label_stem(path.name), "annotations", path)
     raise ScoreInputError(
         f"{path}: unknown {role} file type; expected a label mask ({', '.join(MASK_SUFFIXES)}), "
-        f"annotations ({', '.join(ANNOTATION_SUFFIXES)}) or a segment {SUMMARY_SUFFIX}"
+        f"annotations ({', '.join(ANNOTATION_SUFFIXES)}, GeoJSON .json) or a segment "
+        f"{SUMMARY_SUFFIX}"
     )
+
+
+def _is_geojson_json(path: Path) -> bool:
+    from pathda.annotations import is_annotation_file
+
+    return path.name.lower().endswith(GEOJSON_JSON_SUFFIX) and is_annotation_file(path)
 
 
 def _scan_folder(folder: Path, role: str) -> list[LabelSource]:
@@ -208,7 +217,7 @@ def _scan_folder(folder: Path, role: str) -> list[LabelSource]:
         lower = path.name.lower()
         if not path.is_file() or _hidden(path) or path.resolve() in claimed:
             continue
-        if lower.endswith(MASK_SUFFIXES + ANNOTATION_SUFFIXES):
+        if lower.endswith(MASK_SUFFIXES + ANNOTATION_SUFFIXES) or _is_geojson_json(path):
             sources.append(_file_source(path, role))
     if not sources:
         raise ScoreInputError(
