@@ -83,13 +83,17 @@ def test_rule_resources_are_explicit_and_configurable(tmp_path):
     config = tmp_path / "tiny.yaml"
     resources = {"tile": {"threads": 3, "mem_mb": 1234}, "train": {"gpu": 1, "runtime": 77}}
     config.write_text(yaml.safe_dump({**TINY, "out": str(tmp_path / "r"), "resources": resources}))
-    result = _cluster_generic(config, tmp_path / "submit.sh", "--dry-run")
+    # through the documented SLURM profile, its executor swapped for the stand-in's
+    profile = ("--profile", str(REPO / "profiles" / "slurm"))
+    result = _cluster_generic(config, tmp_path / "submit.sh", *profile, "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     # each job of the dry run is printed as "rule NAME:" then its indented details
     jobs = {j.split(":", 1)[0]: j for j in result.stdout.split("\nrule ")[1:]}
     tile, train = jobs["tile"], jobs["train"]
     assert "mem_mb=1234" in tile
     assert "gpu=1" in train
+    assert "slurm_partition=gpu" in train  # the profile's per-rule settings apply
+    assert "slurm_partition=cpu" in tile
     assert "runtime=77" in train
     config.write_text(yaml.safe_dump({**TINY, "out": "r", "resources": {"tiles": {}}}))
     result = _snakemake(config, "--dry-run")
