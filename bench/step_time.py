@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument(
         "--compare-timm", action="store_true", help="also time a plain timm training step"
     )
+    parser.add_argument("--json", default=None, help="also write {run: ms/step, ...} here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,6 +147,12 @@ def main() -> None:
         ratio = f"{ms / reference:.2f}" if reference else "-"
         table.add_row(name, str(heads), f"{ms:.1f}", ratio, f"{peak:.2f}" if peak else "-")
     Console().print(table)
+    if args.json:
+        import json
+        from pathlib import Path
+
+        record = {name: {"ms_per_step": ms, "peak_gib": peak} for name, _, ms, peak in rows}
+        Path(args.json).write_text(json.dumps({"batch": args.batch, "runs": record}, indent=2))
 
 
 if __name__ == "__main__":
