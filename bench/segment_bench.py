@@ -32,8 +32,13 @@ from rich.table import Table
 
 from pathda.adapt import create_backbone
 from pathda.annotations import BACH_CLASSES
-from pathda.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from pathda.checkpoint import (
+    InferenceCheckpoint,
+    load_inference_checkpoint,
+    save_inference_checkpoint,
+)
 from pathda.device import resolve_device
+from pathda.models import ModelInputConfig
 from pathda.segment import segment_slide
 from pathda.segment.engine import InputPipeline
 from pathda.synth.writer import write_pyramid_tiff
@@ -112,17 +117,16 @@ def main() -> None:
         t0 = time.perf_counter()
         write_bench_slide(slide, args.size, args.slide_mpp)
         make_s = time.perf_counter() - t0
-        meta = {
-            "arch": args.arch,
-            "num_classes": 4,
-            "timm_kwargs": {},
-            "class_map": BACH_CLASSES.to_dict(),
-            "mpp": args.model_mpp,
-            "patch_size": args.patch,
-            "stain": None,
-            "normalise": NORMALISE,
-            "provenance": {"bench": "segment_bench"},
-        }
+        meta = InferenceCheckpoint(
+            arch=args.arch,
+            class_map=BACH_CLASSES,
+            mpp=args.model_mpp,
+            patch_size=args.patch,
+            input_config=ModelInputConfig(
+                NORMALISE["mean"], NORMALISE["std"], (3, args.patch, args.patch)
+            ),
+            provenance={"bench": "segment_bench"},
+        )
         torch.manual_seed(0)
         ckpt = save_inference_checkpoint(work / "bench.pt", create_backbone(args.arch, 4), meta)
         loaded = load_inference_checkpoint(ckpt, device)

@@ -35,8 +35,9 @@ from rich.table import Table
 
 from pathda.adapt import create_backbone
 from pathda.annotations import BACH_CLASSES
-from pathda.checkpoint import save_inference_checkpoint
+from pathda.checkpoint import InferenceCheckpoint, save_inference_checkpoint
 from pathda.evaluation import score_predictions
+from pathda.models import ModelInputConfig
 from pathda.slide import open_slide
 from pathda.synth import synthesise_slides
 
@@ -132,12 +133,16 @@ def main() -> None:
             train_slide.image, train_slide.mask, 8, args.patch, args.model_mpp,
             args.slide_mpp, 4000 if args.train_steps else 1,
         )  # fmt: skip
-        meta = {
-            "arch": args.arch, "num_classes": 4, "timm_kwargs": {},
-            "class_map": BACH_CLASSES.to_dict(), "mpp": args.model_mpp,
-            "patch_size": args.patch, "stain": None, "normalise": NORMALISE,
-            "provenance": {"bench": "segment_dense_bench", "train_steps": args.train_steps},
-        }  # fmt: skip
+        meta = InferenceCheckpoint(
+            arch=args.arch,
+            class_map=BACH_CLASSES,
+            mpp=args.model_mpp,
+            patch_size=args.patch,
+            input_config=ModelInputConfig(
+                NORMALISE["mean"], NORMALISE["std"], (3, args.patch, args.patch)
+            ),
+            provenance={"bench": "segment_dense_bench", "train_steps": args.train_steps},
+        )
         checkpoint = save_inference_checkpoint(
             work / "model.pt", train(args.arch, x, y, args.train_steps), meta
         )

@@ -1,37 +1,227 @@
 """Inference checkpoints: the one file training hands to segmentation.
 
-A checkpoint is a ``torch.save`` dict holding the backbone weights (no domain
-heads) and everything needed to reproduce the training-time input pipeline::
+The contract is :class:`InferenceCheckpoint`, a frozen dataclass; the file is a
+``torch.save`` of its :meth:`~InferenceCheckpoint.to_payload` (plain values and the
+backbone's tensors, no domain heads), so it loads with ``torch.load(weights_only=True)``
+and no pickled code runs::
 
-    {"format": "pathda-inference/1", "arch": str, "num_classes": int,
-     "timm_kwargs": dict, "state_dict": backbone state_dict,
+    {"format": "pathda-inference/2", "arch": str, "timm_kwargs": dict,
      "class_map": ClassMap.to_dict(), "mpp": float (µm/px of training patches),
      "patch_size": int (px at ``mpp``), "stain": normaliser.to_dict() or None,
-     "normalise": {"mean": [3 floats], "std": [3 floats]} (applied to float /255 images),
-     "provenance": {...}}
+     "normalise": ModelInputConfig.to_dict() (mean/std applied to float /255 images,
+                  input size and interpolation the weights were pretrained with),
+     "provenance": {...}, "weights_sha256": str, "state_dict": backbone state_dict}
 
-It holds only tensors and plain Python values, so it loads with
-``torch.load(weights_only=True)`` (no pickled code runs).
+``weights_sha256`` covers every tensor's name, dtype, shape and bytes; it is verified on
+every load, so a file damaged on disk or in transfer is refused instead of producing NaN
+probabilities that look like a result.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pathda.annotations import ClassMap
 from pathda.atomic import atomic_path
 from pathda.device import resolve_device
-from pathda.errors import CheckpointError
+from pathda.errors import CheckpointError, PathdaError
+from pathda.models.input_config import ModelInputConfig
 
-CHECKPOINT_FORMAT = "pathda-inference/1"
+if TYPE_CHECKING:
+    from pathda.model_input import InputPipeline
 
-_META_KEYS = (
+SCHEMA_VERSION = 2
+CHECKPOINT_FORMAT = f"pathda-inference/{SCHEMA_VERSION}"
+_LEGACY_FORMATS = ("pathda-inference/1",)  # no weight checksum: refused, upgrade explicitly
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "SCHEMA_VERSION",
+    "CheckpointError",
+    "InferenceCheckpoint",
+    "load_inference_checkpoint",
+    "read_inference_checkpoint",
+    "save_inference_checkpoint",
+    "upgrade_checkpoint",
+    "weights_sha256",
+]
+
+
+@dataclass(frozen=True)
+class InferenceCheckpoint:
+    """Everything inference needs besides the weights, exactly as training used it.
+
+    Attributes:
+        arch: timm model name of the backbone.
+        class_map: the classes the model's outputs stand for, in output order.
+        mpp: µm/px of the training patches (inference resamples slides to it).
+        patch_size: patch side in px at ``mpp``.
+        input_config: normalisation (mean/std of float images in [0, 1]) and input size
+            the backbone was pretrained with, which training applied.
+        stain: fitted stain normaliser (``to_dict()`` form) to apply first, or None.
+        timm_kwargs: extra keyword arguments the backbone was created with.
+        provenance: how the weights were made (config, store, epoch, metrics, versions).
+        weights_sha256: checksum of the weights (:func:`weights_sha256`); filled in by
+            :func:`save_inference_checkpoint`, verified by :meth:`from_payload`.
+    """
+
+    arch: str
+    class_map: ClassMap
+    mpp: float
+    patch_size: int
+    input_config: ModelInputConfig
+    stain: Mapping[str, Any] | None = None
+    timm_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ValueError(f"arch must be a timm model name, got {self.arch!r}")
+        if not isinstance(self.class_map, ClassMap):
+            raise TypeError(f"class_map must be a ClassMap, got {type(self.class_map).__name__}")
+        mpp = self.mpp
+        if isinstance(mpp, bool) or not isinstance(mpp, (int, float)) or not mpp > 0:
+            raise ValueError(f"mpp must be a positive µm/px, got {mpp!r}")
+        if not math.isfinite(mpp):
+            raise ValueError(f"mpp must be finite, got {mpp!r}")
+        size = self.patch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"patch_size must be a positive int (px), got {size!r}")
+        if not isinstance(self.input_config, ModelInputConfig):
+            raise TypeError("input_config must be a ModelInputConfig")
+        mean, std = self.input_config.mean, self.input_config.std
+        if len(mean) != 3 or len(std) != 3 or not all(s > 0 for s in std):
+            raise ValueError(f"normalise needs 3 means and 3 positive stds, got {mean}, {std}")
+        if self.stain is not None and not isinstance(self.stain, Mapping):
+            raise TypeError("stain must be a normaliser's to_dict() or None")
+        object.__setattr__(self, "mpp", float(mpp))
+        object.__setattr__(self, "timm_kwargs", dict(self.timm_kwargs or {}))
+        object.__setattr__(self, "provenance", dict(self.provenance or {}))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.class_map.names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_map)
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.input_config.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.input_config.std
+
+    @property
+    def stain_method(self) -> str | None:
+        return None if self.stain is None else self.stain.get("method")
+
+    def input_pipeline(self) -> InputPipeline:
+        """The uint8 batch -> model input transform training used (stain, then normalise)."""
+        from pathda.model_input import InputPipeline, stain_transform
+
+        return InputPipeline(self.mean, self.std, stain_transform(self.stain))
+
+    def create_model(self) -> torch.nn.Module:
+        """An untrained backbone of this architecture and class count (weights not loaded)."""
+        from pathda.models import create_backbone  # heavy (timm); import only when needed
+
+        return create_backbone(self.arch, self.num_classes, weights=None, **self.timm_kwargs)
+
+    def to_payload(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """The ``torch.save``-able dict (plain values + CPU tensors); checksum filled in."""
+        tensors = {k: v.detach().cpu() for k, v in state_dict.items()}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "arch": self.arch,
+            "timm_kwargs": _plain(self.timm_kwargs),
+            "class_map": self.class_map.to_dict(),
+            "mpp": self.mpp,
+            "patch_size": self.patch_size,
+            "stain": _plain(self.stain),
+            "normalise": self.input_config.to_dict(),
+            "provenance": _plain(self.provenance),
+            "weights_sha256": weights_sha256(tensors),
+            "state_dict": tensors,
+        }
+
+    @classmethod
+    def from_payload(
+        cls, payload: Any, source: str | Path
+    ) -> tuple[InferenceCheckpoint, dict[str, torch.Tensor]]:
+        """Validate a loaded payload and verify its weights against the stored checksum.
+
+        Args:
+            payload: what ``torch.load`` returned.
+            source: the file it came from (named in every error).
+
+        Returns:
+            ``(checkpoint, state_dict)``.
+
+        Raises:
+            CheckpointError: wrong or old format, missing or malformed fields, or weights
+                that do not match their checksum (the file is damaged).
+        """
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        if found in _LEGACY_FORMATS:
+            raise CheckpointError(
+                f"{source}: checkpoint format {found!r} has no weight checksum; re-export it "
+                "with pathda.checkpoint.upgrade_checkpoint(old, new), or retrain"
+            )
+        if found != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{source}: checkpoint format {found!r} is not {CHECKPOINT_FORMAT!r}; "
+                "pass the model.pt written by `pathda train`"
+            )
+        missing = [k for k in _PAYLOAD_KEYS if k not in payload]
+        if missing:
+            raise CheckpointError(f"{source}: checkpoint lacks {', '.join(missing)}")
+        state_dict = payload["state_dict"]
+        if not isinstance(state_dict, dict) or not all(
+            isinstance(v, torch.Tensor) for v in state_dict.values()
+        ):
+            raise CheckpointError(f"{source}: checkpoint 'state_dict' is not a dict of tensors")
+        if weights_sha256(state_dict) != payload["weights_sha256"]:
+            raise CheckpointError(
+                f"{source}: weights do not match their SHA-256 checksum (the file is damaged); "
+                "copy model.pt again from the training folder, or retrain"
+            )
+        try:
+            norm = payload["normalise"]
+            size = payload["patch_size"]
+            checkpoint = cls(
+                arch=payload["arch"],
+                class_map=ClassMap.from_dict(payload["class_map"]),
+                mpp=payload["mpp"],
+                patch_size=payload["patch_size"],
+                input_config=ModelInputConfig(
+                    mean=tuple(float(v) for v in norm["mean"]),
+                    std=tuple(float(v) for v in norm["std"]),
+                    input_size=tuple(int(v) for v in norm.get("input_size", (3, size, size))),
+                    interpolation=str(norm.get("interpolation", "bilinear")),
+                ),
+                stain=payload["stain"],
+                timm_kwargs=payload["timm_kwargs"],
+                provenance=payload["provenance"],
+                weights_sha256=payload["weights_sha256"],
+            )
+        except (PathdaError, ValueError, TypeError, KeyError) as err:
+            raise CheckpointError(f"{source}: checkpoint is malformed ({err})") from None
+        return checkpoint, state_dict
+
+
+_PAYLOAD_KEYS = (
     "arch",
-    "num_classes",
     "timm_kwargs",
     "class_map",
     "mpp",
@@ -39,39 +229,52 @@ _META_KEYS = (
     "stain",
     "normalise",
     "provenance",
+    "weights_sha256",
+    "state_dict",
 )
 
 
+def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and raw bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_inference_checkpoint(
-    path: str | Path, model: torch.nn.Module, meta: Mapping[str, Any]
+    path: str | Path, model: torch.nn.Module, checkpoint: InferenceCheckpoint
 ) -> Path:
-    """Write an inference checkpoint atomically.
+    """Write ``model``'s weights with ``checkpoint``'s metadata atomically.
 
     Args:
         path: destination ``.pt`` file.
         model: the backbone (as made by ``pathda.models.create_backbone``), without domain heads.
-        meta: the keys listed in the module docstring except ``format`` and ``state_dict``:
-            arch, num_classes, timm_kwargs, class_map, mpp (µm/px), patch_size (px at mpp),
-            stain (dict or None), normalise ({"mean", "std"}), provenance.
+        checkpoint: the metadata; its ``weights_sha256`` is computed here.
 
     Returns:
         The path written.
     """
     path = Path(path)
-    payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT}
-    payload.update({k: _plain(meta.get(k)) for k in _META_KEYS})
-    payload["timm_kwargs"] = dict(payload["timm_kwargs"] or {})
-    payload["provenance"] = dict(payload["provenance"] or {})
-    payload["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _validate(payload, path)
+    out_features = getattr(model, "num_classes", None)
+    if isinstance(out_features, int) and out_features != checkpoint.num_classes:
+        raise ValueError(
+            f"{path}: model has {out_features} classes but the class map has "
+            f"{checkpoint.num_classes} ({', '.join(checkpoint.class_names)})"
+        )
+    payload = checkpoint.to_payload(model.state_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
 
 
-def read_inference_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and validate the checkpoint dict without building a model (weights stay on CPU)."""
+def read_inference_checkpoint(
+    path: str | Path,
+) -> tuple[InferenceCheckpoint, dict[str, torch.Tensor]]:
+    """Load, validate and checksum-verify a checkpoint without building a model (CPU)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -81,22 +284,15 @@ def read_inference_checkpoint(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt / foreign files
         raise CheckpointError(
-            f"{path}: not a readable pathda checkpoint ({type(err).__name__}); "
-            "pass the .pt file written by `pathda train`"
-        ) from err
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(
-            f"{path}: checkpoint format {found!r} is not {CHECKPOINT_FORMAT!r}; "
-            "re-export it with pathda.checkpoint.save_inference_checkpoint"
-        )
-    _validate(payload, path)
-    return payload
+            f"{path}: not a readable pathda checkpoint ({type(err).__name__}; the file is "
+            "damaged or not a checkpoint); pass the model.pt written by `pathda train`"
+        ) from None
+    return InferenceCheckpoint.from_payload(payload, path)
 
 
 def load_inference_checkpoint(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+) -> tuple[torch.nn.Module, InferenceCheckpoint]:
     """Rebuild the backbone from a checkpoint, in eval mode on ``device``.
 
     Args:
@@ -104,36 +300,48 @@ def load_inference_checkpoint(
         device: torch device (``"auto"`` picks CUDA when available).
 
     Returns:
-        ``(model, meta)`` where ``meta`` is the checkpoint dict without ``state_dict``.
+        ``(model, checkpoint)``.
 
     Raises:
-        CheckpointError: wrong format, missing keys, class count differing from the
-            class map, or weights that do not fit the architecture.
+        CheckpointError: wrong format, malformed metadata, damaged weights (checksum), or
+            weights that do not fit the architecture and class count.
     """
-    from pathda.models import create_backbone  # heavy (timm); import only when needed
-
     path = Path(path)
-    payload = read_inference_checkpoint(path)
-    state_dict = payload.pop("state_dict")
-    model = create_backbone(
-        payload["arch"], payload["num_classes"], weights=None, **payload["timm_kwargs"]
-    )
+    checkpoint, state_dict = read_inference_checkpoint(path)
+    model = checkpoint.create_model()
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(
-            f"{path}: weights do not fit arch {payload['arch']!r} ({first})"
-        ) from err
+            f"{path}: weights do not fit arch {checkpoint.arch!r} with "
+            f"{checkpoint.num_classes} classes ({first})"
+        ) from None
     model.eval()
-    return model.to(resolve_device(device)), payload
+    return model.to(resolve_device(device)), checkpoint
 
 
-def class_names(class_map: Mapping[str, Any]) -> list[str]:
-    """Class names, in label order, of a ``ClassMap.to_dict()`` mapping."""
-    from pathda.annotations import ClassMap
+def upgrade_checkpoint(old: str | Path, new: str | Path) -> Path:
+    """Re-export a ``pathda-inference/1`` file in the current format (adds the checksum).
 
-    return list(ClassMap.from_dict(dict(class_map)).names)
+    The old format carried no checksum, so this trusts the weights as they are now: run it
+    on the copy training wrote, not on one that has travelled.
+    """
+    old = Path(old)
+    try:
+        payload = torch.load(old, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{old}: not a readable checkpoint ({type(err).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") not in _LEGACY_FORMATS:
+        raise CheckpointError(f"{old}: not a pathda-inference/1 checkpoint; nothing to upgrade")
+    payload = {**payload, "format": CHECKPOINT_FORMAT}
+    payload["weights_sha256"] = weights_sha256(payload.get("state_dict") or {})
+    checkpoint, state_dict = InferenceCheckpoint.from_payload(payload, old)
+    new = Path(new)
+    new.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(new) as tmp:
+        torch.save(checkpoint.to_payload(state_dict), tmp)
+    return new
 
 
 def _plain(value: Any) -> Any:
@@ -145,41 +353,3 @@ def _plain(value: Any) -> Any:
     if type(value).__module__ == "numpy":
         return value.tolist()
     return value
-
-
-def _validate(payload: Mapping[str, Any], path: Path) -> None:
-    missing = [k for k in (*_META_KEYS, "state_dict") if k not in payload]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    if not isinstance(payload["arch"], str) or not payload["arch"]:
-        raise CheckpointError(f"{path}: checkpoint 'arch' must be a timm model name")
-    n = payload["num_classes"]
-    if not isinstance(n, int) or n < 1:
-        raise CheckpointError(f"{path}: checkpoint 'num_classes' must be a positive int, got {n!r}")
-    try:
-        names = class_names(payload["class_map"] or {})
-    except Exception as err:  # ConfigError, or a value that is not a mapping at all
-        raise CheckpointError(f"{path}: checkpoint 'class_map' is malformed ({err})") from err
-    if len(names) != n:
-        raise CheckpointError(
-            f"{path}: model has {n} classes but its class map has {len(names)} "
-            f"({', '.join(names)}); retrain or fix the class map"
-        )
-    mpp = payload["mpp"]
-    if not isinstance(mpp, (int, float)) or not math.isfinite(mpp) or mpp <= 0:
-        raise CheckpointError(f"{path}: checkpoint 'mpp' must be a positive µm/px, got {mpp!r}")
-    size = payload["patch_size"]
-    if not isinstance(size, int) or size < 1:
-        raise CheckpointError(f"{path}: checkpoint 'patch_size' must be a positive int (px)")
-    norm = payload["normalise"]
-    if (
-        not isinstance(norm, Mapping)
-        or len(norm.get("mean", ())) != 3
-        or len(norm.get("std", ())) != 3
-        or any(s <= 0 for s in norm["std"])
-    ):
-        raise CheckpointError(
-            f"{path}: checkpoint 'normalise' must be {{'mean': [3], 'std': [3 positive]}}"
-        )
-    if payload["stain"] is not None and not isinstance(payload["stain"], Mapping):
-        raise CheckpointError(f"{path}: checkpoint 'stain' must be a normaliser dict or None")

@@ -88,7 +88,11 @@ class StoreLockedError(PathdaError):
 
 
 class CheckpointError(PathdaError):
-    """An inference checkpoint is missing, malformed or inconsistent."""
+    """An inference checkpoint is missing, malformed, damaged or of an old format."""
+
+
+class NonFiniteOutputError(PathdaError):
+    """A model produced NaN or infinite outputs (broken weights or input)."""
 
 
 # -- training and scoring ---------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""How the CLI shows errors: config fields as flags, user errors on one line."""
+"""How the CLI shows errors: config fields as flags, user errors on one line, interrupts,
+OSErrors, and the handler itself with the installed typer."""
 
 from __future__ import annotations
 
-import pytest
+import errno
+from importlib.metadata import version
 
-from pathda.cli import main
+import pytest
+import typer
+
+from pathda.cli import app, main
 from pathda.cli._app import fields_as_flags, invoked_command
 from pathda.errors import ConfigError
 from pathda.tiling import TileConfig
@@ -44,3 +49,81 @@ def test_renamed_yaml_key_is_read_with_a_warning():
     with pytest.warns(FutureWarning, match="'mpp_override' is deprecated; call it 'slide_mpp'"):
         cfg = build_config(SegmentConfig, {"mpp_override": 0.5}, source="run.yaml")
     assert cfg.slide_mpp == 0.5
+
+
+@pytest.fixture
+def command(monkeypatch):
+    """Register a throwaway ``boom`` command whose body raises what the test sets."""
+    raised: list[BaseException] = []
+
+    def boom(out: str = typer.Option(None, "--out")) -> None:
+        raise raised[0]
+
+    monkeypatch.setattr(app, "registered_commands", list(app.registered_commands))
+    app.command("boom")(boom)
+
+    def run(exc: BaseException, *extra: str) -> tuple[int, str]:
+        raised[:] = [exc]
+        with pytest.raises(SystemExit) as info:
+            main(["boom", *extra])
+        return info.value.code
+
+    return run
+
+
+def test_installed_typer_is_the_pinned_range():
+    major, minor, *_ = (int(p) for p in version("typer").split(".")[:2])
+    assert (major, minor) == (0, 29)
+
+
+@pytest.mark.parametrize("exc", [typer.Abort(), KeyboardInterrupt()], ids=["abort", "ctrl-c"])
+def test_interrupt_exits_130_with_a_message(command, capsys, exc):
+    assert command(exc) == 130
+    assert capsys.readouterr().err == "pathda: interrupted\n"
+
+
+def test_generic_exception_is_not_swallowed(command):
+    # A bug keeps its own traceback (not an AttributeError from the handler).
+    with pytest.raises(ZeroDivisionError):
+        command(ZeroDivisionError("bug"))
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/ro/out/x.zarr"),
+            "pathda: error: /ro/out/x.zarr: Permission denied; check that the folder exists, "
+            "is writable and has free space\n",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            "pathda: error: No space left on device while writing under /full/seg; check that "
+            "the folder exists, is writable and has free space\n",
+        ),
+    ],
+    ids=["read-only", "enospc"],
+)
+def test_os_errors_are_one_line_naming_the_path_exit_2(command, capsys, exc, expected):
+    assert command(exc, "--out", "/full/seg") == 2
+    assert capsys.readouterr().err == expected
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["tile", "--no-such-option"])
+    assert info.value.code == 2
+    assert "no-such-option" in capsys.readouterr().err
+
+
+def test_real_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
+    # Runs as root in CI, where a chmod-ed folder stays writable: a file in the way of the
+    # output folder gives the same kind of OSError from a real command.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(SystemExit) as info:
+        main(["synth", str(blocker / "s"), "--n", "1", "--size", "256", "-q"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"pathda: error: {blocker}")

@@ -151,12 +151,12 @@ def test_train_from_hub_model_offline_and_segment_without_the_hub(
         main(argv)
     assert exit_info.value.code == 0
     assert "tile with a patch size of 160 px" in capsys.readouterr().err  # tiles are 32 px
-    meta = read_inference_checkpoint(out / "model.pt")
-    assert meta["arch"] == "test_vit"
-    assert meta["timm_kwargs"]["img_size"] == 32  # built for the 32 px tiles of the store
-    assert meta["normalise"]["mean"] == pytest.approx(FM_MEAN)
-    assert meta["normalise"]["std"] == pytest.approx(FM_STD)
-    assert meta["provenance"]["pretrained"] == "hf-hub:lab/tiny-fm"
+    meta, _ = read_inference_checkpoint(out / "model.pt")
+    assert meta.arch == "test_vit"
+    assert meta.timm_kwargs["img_size"] == 32  # built for the 32 px tiles of the store
+    assert meta.input_config.mean == pytest.approx(FM_MEAN)
+    assert meta.input_config.std == pytest.approx(FM_STD)
+    assert meta.provenance["pretrained"] == "hf-hub:lab/tiny-fm"
     # Inference rebuilds the network from the checkpoint alone: an empty cache is enough.
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
     model, _ = load_inference_checkpoint(out / "model.pt")

@@ -9,8 +9,9 @@ from PIL import Image
 
 from pathda.adapt import create_backbone
 from pathda.annotations import BACH_CLASSES
-from pathda.checkpoint import save_inference_checkpoint
+from pathda.checkpoint import InferenceCheckpoint, save_inference_checkpoint
 from pathda.evaluation import score_predictions
+from pathda.models import ModelInputConfig
 from pathda.segment import segment_slide
 from pathda.slide import open_slide
 from pathda.synth import synthesise_slides
@@ -62,17 +63,14 @@ def _train(x, y, steps=40, batch=32):
 
 
 def _meta():
-    return {
-        "arch": ARCH,
-        "num_classes": 4,
-        "timm_kwargs": {},
-        "class_map": BACH_CLASSES.to_dict(),
-        "mpp": MODEL_MPP,
-        "patch_size": PATCH,
-        "stain": None,
-        "normalise": NORMALISE,
-        "provenance": {"trained_by": "tests/test_segment_acceptance.py"},
-    }
+    return InferenceCheckpoint(
+        arch=ARCH,
+        class_map=BACH_CLASSES,
+        mpp=MODEL_MPP,
+        patch_size=PATCH,
+        input_config=ModelInputConfig(NORMALISE["mean"], NORMALISE["std"], (3, PATCH, PATCH)),
+        provenance={"trained_by": "tests/test_segment_acceptance.py"},
+    )
 
 
 @pytest.mark.slow

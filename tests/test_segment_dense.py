@@ -9,9 +9,14 @@ import zarr
 
 from pathda.adapt import create_backbone
 from pathda.annotations import BACH_CLASSES
-from pathda.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from pathda.checkpoint import (
+    InferenceCheckpoint,
+    load_inference_checkpoint,
+    save_inference_checkpoint,
+)
 from pathda.cli import main
 from pathda.errors import ConfigError
+from pathda.models import ModelInputConfig
 from pathda.segment import segment_slide
 from pathda.segment.blocks import BlockLayout, grid_cells
 from pathda.segment.dense import build_dense_classifier, output_stride_for
@@ -25,17 +30,13 @@ MODEL_MPP = 4 * SLIDE_MPP  # as the demo config: 64-px patches of 120 µm
 
 
 def _meta(arch="resnet10t"):
-    return {
-        "arch": arch,
-        "num_classes": 4,
-        "timm_kwargs": {},
-        "class_map": BACH_CLASSES.to_dict(),
-        "mpp": MODEL_MPP,
-        "patch_size": PATCH,
-        "stain": None,
-        "normalise": {"mean": [0.8, 0.6, 0.75], "std": [0.15, 0.2, 0.15]},
-        "provenance": {},
-    }
+    return InferenceCheckpoint(
+        arch=arch,
+        class_map=BACH_CLASSES,
+        mpp=MODEL_MPP,
+        patch_size=PATCH,
+        input_config=ModelInputConfig((0.8, 0.6, 0.75), (0.15, 0.2, 0.15), (3, PATCH, PATCH)),
+    )
 
 
 def _random_resnet(seed=0):
@@ -58,8 +59,8 @@ def _content_sensitive_resnet(image, seed=0):
     vary strongly from patch to patch, so a misplaced or wrongly pooled patch shows.
     """
     model = _random_resnet(seed)
-    mean = torch.tensor(_meta()["normalise"]["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(_meta()["normalise"]["std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(_meta().mean).view(1, 3, 1, 1)
+    std = torch.tensor(_meta().std).view(1, 3, 1, 1)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     patches = ((x - mean) / std).unfold(2, PATCH, 32).unfold(3, PATCH, 32)
     patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, PATCH, PATCH)

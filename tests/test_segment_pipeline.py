@@ -15,10 +15,15 @@ from shapely.ops import unary_union
 
 from pathda.adapt import create_backbone
 from pathda.annotations import BACH_CLASSES
-from pathda.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from pathda.checkpoint import (
+    InferenceCheckpoint,
+    load_inference_checkpoint,
+    save_inference_checkpoint,
+)
 from pathda.cli import main
-from pathda.errors import MppUnknownError, PathdaError, SlideReadError
+from pathda.errors import MppUnknownError, NonFiniteOutputError, PathdaError, SlideReadError
 from pathda.evaluation.sources import read_segment_summary
+from pathda.models import ModelInputConfig
 from pathda.segment import SegmentConfig, segment_slide
 from pathda.segment.engine import _worker_message
 
@@ -42,19 +47,15 @@ def write_slide(path, mpp=0.5, tissue=True, size=(400, 300)):
 
 
 def make_meta(**overrides):
-    meta = {
+    fields = {
         "arch": "resnet10t",
-        "num_classes": 4,
-        "timm_kwargs": {},
-        "class_map": BACH_CLASSES.to_dict(),
+        "class_map": BACH_CLASSES,
         "mpp": MODEL_MPP,
         "patch_size": PATCH,
-        "stain": None,
-        "normalise": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
-        "provenance": {},
+        "input_config": ModelInputConfig((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (3, PATCH, PATCH)),
     }
-    meta.update(overrides)
-    return meta
+    fields.update(overrides)
+    return InferenceCheckpoint(**fields)
 
 
 @pytest.fixture(scope="module")
@@ -227,10 +228,10 @@ def test_cli_segments_and_reports_user_errors_on_one_line(tmp_path, checkpoint, 
     assert summary["config"]["write_xml"] is True
     assert summary["config"]["min_region_area_um2"] == 0
     assert summary["config"]["batch_size"] == 16
-    # a checkpoint whose class count differs from its class map
+    # a checkpoint whose class map has fewer classes than its weights
     bad = tmp_path / "bad.pt"
     payload = torch.load(checkpoint, weights_only=True)
-    payload["num_classes"] = 3
+    payload["class_map"] = {"names": ["a", "b", "c"], "colors": [[0, 0, 0]] * 3}
     torch.save(payload, bad)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
@@ -364,3 +365,18 @@ def test_checkpoint_stain_is_applied_to_nhwc_tiles(tmp_path, monkeypatch):
     # the cells that only patches inside the slide cover (origins x < 352, y < 256 px)
     np.testing.assert_allclose(a[:, :31, :43], b[:, :31, :43], atol=2e-3)
     assert not np.allclose(a[:, :31, :43], raw[:, :31, :43], atol=2e-3)
+
+
+def test_nan_weights_with_a_valid_checksum_are_an_error_naming_the_slide(tmp_path):
+    torch.manual_seed(0)
+    model = create_backbone("resnet10t", 4).eval()
+    with torch.no_grad():
+        model.get_classifier().weight.fill_(float("nan"))
+    path = save_inference_checkpoint(tmp_path / "nan.pt", model, make_meta())
+    loaded = load_inference_checkpoint(path, "cpu")  # the checksum is valid: it loads
+    slide = write_slide(tmp_path / "s.tif")
+    with pytest.raises(NonFiniteOutputError, match=rf"^{re.escape(str(slide))}: .*not finite"):
+        segment_slide(
+            slide, loaded, tmp_path / "out", num_workers=0, quiet=True, tissue=SMALL_TISSUE
+        )
+    assert not (tmp_path / "out" / "s").exists()  # nothing that looks like a result

@@ -16,6 +16,7 @@ import torch
 from pathda.adapt import METHODS
 from pathda.checkpoint import load_inference_checkpoint
 from pathda.cli import main
+from pathda.errors import ConfigError
 from pathda.report import collect_results
 from pathda.train import TrainConfig, train
 
@@ -57,8 +58,9 @@ def test_all_methods_train_and_export(synthetic_store, tmp_path, capsys):
         printed = capsys.readouterr().out
         assert f"pathda train: {method}" in printed  # the result table
         model, meta = load_inference_checkpoint(out / "model.pt")
-        assert meta["patch_size"] == 32
-        assert meta["mpp"] == pytest.approx(1.868)
+        assert meta.patch_size == 32
+        assert meta.mpp == pytest.approx(1.868)
+        assert meta.class_names == ("normal", "benign", "in situ", "invasive")
         assert not any(k.startswith("heads") for k in model.state_dict())  # heads dropped
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 4)
         records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -167,4 +169,18 @@ def test_stain_params_on_the_fly_reach_the_checkpoint(synthetic_store, tmp_path)
         quiet=True,
     )
     _, meta = load_inference_checkpoint(tmp_path / "run" / "model.pt")
-    assert meta["stain"]["method"] == "reinhard"  # inference normalises as training did
+    assert meta.stain_method == "reinhard"  # inference normalises as training did
+
+
+def test_class_map_is_checked_before_training_starts(synthetic_store, tmp_path, monkeypatch):
+    from pathda.tiling import TileStore
+    from pathda.train import loop
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("an epoch ran before the class map was checked")
+
+    three = ("normal", "benign", "invasive")
+    monkeypatch.setattr(TileStore, "class_names", property(lambda self: three))
+    monkeypatch.setattr(loop._Run, "_train_epoch", no_training)
+    with pytest.raises(ConfigError, match=r"classes \['normal', 'benign', 'invasive'\]"):
+        train(_cfg(synthetic_store, epochs=1, steps_per_epoch=1), tmp_path / "run", quiet=True)

@@ -40,7 +40,7 @@ def test_dev_selection_is_exported_beside_source_validation(synthetic_store, tmp
     chosen = json.loads((tmp_path / "selected_dev.json").read_text())
     assert chosen["epoch"] == int(np.argmin(risks))
     _, meta = load_inference_checkpoint(tmp_path / "model_dev.pt")
-    assert meta["provenance"]["selected_epoch"] == chosen["epoch"]
+    assert meta.provenance["selected_epoch"] == chosen["epoch"]
     assert (tmp_path / "model.pt").is_file()
     assert result.selected_epoch >= 0
 

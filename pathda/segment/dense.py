@@ -31,14 +31,16 @@ context than a patch does; such models are refused with a message naming ``--mod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pathda.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathda.checkpoint import InferenceCheckpoint
 
 NETWORK_STRIDE = 32
 """Total stride (input px per final feature cell) of a timm ResNet."""
@@ -136,7 +138,7 @@ class DensePatchClassifier(nn.Module):
 
 
 def build_dense_classifier(
-    model: nn.Module, meta: Mapping[str, Any], stride_px: int
+    model: nn.Module, meta: InferenceCheckpoint, stride_px: int
 ) -> DensePatchClassifier:
     """The checkpoint's model, rebuilt for dense inference at ``stride_px`` (same weights).
 
@@ -147,13 +149,13 @@ def build_dense_classifier(
 
     reason = dense_unsupported_reason(model)
     if reason is not None:
-        raise ConfigError(f"dense mode cannot run {meta['arch']!r}: {reason}; use --mode patch")
-    patch_px = int(meta["patch_size"])
+        raise ConfigError(f"dense mode cannot run {meta.arch!r}: {reason}; use --mode patch")
+    patch_px = meta.patch_size
     os = output_stride_for(stride_px, patch_px)
     backbone = model
     if os != NETWORK_STRIDE:
-        kwargs = {**dict(meta.get("timm_kwargs") or {}), "output_stride": os}
-        backbone = create_backbone(meta["arch"], int(meta["num_classes"]), **kwargs)
+        kwargs = {**meta.timm_kwargs, "output_stride": os}
+        backbone = create_backbone(meta.arch, meta.num_classes, **kwargs)
         backbone.load_state_dict(model.state_dict())
         device = next(model.parameters()).device
         backbone = backbone.to(device).eval()

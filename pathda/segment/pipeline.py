@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from pathda.annotations import ClassMap, write_geojson, write_imagescope_xml
+from pathda.annotations import write_geojson, write_imagescope_xml
 from pathda.atomic import atomic_path
-from pathda.checkpoint import load_inference_checkpoint
+from pathda.checkpoint import InferenceCheckpoint, load_inference_checkpoint
 from pathda.device import resolve_device
-from pathda.errors import ConfigError
-from pathda.model_input import InputPipeline, stain_transform
+from pathda.errors import ConfigError, NonFiniteOutputError
 from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
 from pathda.segment import grid
@@ -42,8 +41,8 @@ from pathda.slide.naming import slide_stem
 from pathda.tiling.grid import tissue_fractions
 from pathda.tiling.tissue import detect_tissue
 
-LoadedModel = tuple[torch.nn.Module, dict[str, Any]]
-"""What ``load_inference_checkpoint`` returns: (model in eval mode, checkpoint metadata)."""
+LoadedModel = tuple[torch.nn.Module, InferenceCheckpoint]
+"""What ``load_inference_checkpoint`` returns: (model in eval mode, its checkpoint)."""
 
 
 def segment_slide(
@@ -59,7 +58,7 @@ def segment_slide(
 
     Args:
         slide_path: slide file.
-        checkpoint: a ``pathda-inference/1`` file, or the (model, meta) pair
+        checkpoint: an inference checkpoint file, or the (model, checkpoint) pair
             ``load_inference_checkpoint`` returned (to reuse one model for many slides).
         out_dir: parent folder; outputs go to ``out_dir/<stem>/``.
         config: settings; ``options`` (any ``SegmentConfig`` field) override it.
@@ -70,9 +69,10 @@ def segment_slide(
         ``.overlay.png``, optionally ``.xml``, and ``.summary.json`` (written last).
 
     Raises:
-        PathdaError: bad checkpoint, unreadable slide, slide without mpp (and no
-            ``slide_mpp``), bad options. A slide without detected tissue is *not* an
-            error: it gets an all-normal mask, a warning, and ``warnings`` in the summary.
+        PathdaError: bad or damaged checkpoint, unreadable slide, slide without mpp (and
+            no ``slide_mpp``), bad options, or a model whose outputs are not finite. A
+            slide without detected tissue is *not* an error: it gets an all-normal mask, a
+            warning, and ``warnings`` in the summary.
     """
     cfg = _resolve_config(config, options)
     start = time.perf_counter()
@@ -133,13 +133,13 @@ class _Plan:
     tissue: np.ndarray  # (H, W) bool at the mask grid
 
 
-def _plan(slide: Slide, meta: Mapping[str, Any], cfg: SegmentConfig) -> _Plan:
+def _plan(slide: Slide, meta: InferenceCheckpoint, cfg: SegmentConfig) -> _Plan:
     slide_mpp = slide.require_mpp()
-    patch_px = int(meta["patch_size"])
+    patch_px = meta.patch_size
     stride_px = cfg.stride or max(1, patch_px // 2)
     if stride_px > patch_px:
         raise ConfigError(f"stride {stride_px} px must not exceed the patch size {patch_px} px")
-    scale = float(meta["mpp"]) / slide_mpp  # level-0 px per model px
+    scale = meta.mpp / slide_mpp  # level-0 px per model px
     patch_l0, stride_l0 = patch_px * scale, stride_px * scale
     ds = cfg.output_downsample or grid.default_mask_downsample(stride_l0)
     shape = grid.mask_shape(slide.dimensions, ds)
@@ -166,14 +166,14 @@ def _plan(slide: Slide, meta: Mapping[str, Any], cfg: SegmentConfig) -> _Plan:
 def _infer(
     slide: Slide,
     model: torch.nn.Module,
-    meta: Mapping[str, Any],
+    meta: InferenceCheckpoint,
     device: torch.device,
     cfg: SegmentConfig,
     plan: _Plan,
     prefix: Path,
     quiet: bool,
 ) -> tuple[np.ndarray, list[str]]:
-    class_names = list(ClassMap.from_dict(meta["class_map"]).names)
+    class_names = list(meta.class_names)
     writer = ZarrProbabilityWriter(
         prefix.with_name(prefix.name + ".probs.zarr"),
         len(class_names),
@@ -210,16 +210,10 @@ def _infer(
     return labels, warns
 
 
-def _input_pipeline(meta: Mapping[str, Any]) -> InputPipeline:
-    return InputPipeline(
-        meta["normalise"]["mean"], meta["normalise"]["std"], stain_transform(meta.get("stain"))
-    )
-
-
 def _run_patches(
     slide: Slide,
     model: torch.nn.Module,
-    meta: Mapping[str, Any],
+    meta: InferenceCheckpoint,
     device: torch.device,
     cfg: SegmentConfig,
     plan: _Plan,
@@ -227,13 +221,12 @@ def _run_patches(
     quiet: bool,
 ) -> None:
     """Reference mode: every patch read and classified on its own."""
-    dataset = SlidePatchDataset(
-        slide.path, plan.origins, int(meta["patch_size"]), float(meta["mpp"]), cfg.slide_mpp
-    )
+    dataset = SlidePatchDataset(slide.path, plan.origins, meta.patch_size, meta.mpp, cfg.slide_mpp)
     loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, device)
     with make_progress(quiet) as progress:
         task = progress.add_task(slide.path.name, total=len(plan.origins))
-        for indices, probs in predict_batches(model, loader, _input_pipeline(meta), device):
+        for indices, probs in predict_batches(model, loader, meta.input_pipeline(), device):
+            _require_finite(probs, slide.path)
             stitcher.add(plan.origins[indices], probs)
             progress.advance(task, len(indices))
     dataset.close()
@@ -242,7 +235,7 @@ def _run_patches(
 def _run_dense(
     slide: Slide,
     model: torch.nn.Module,
-    meta: Mapping[str, Any],
+    meta: InferenceCheckpoint,
     device: torch.device,
     cfg: SegmentConfig,
     plan: _Plan,
@@ -254,7 +247,7 @@ def _run_dense(
     The same patches as in patch mode (``plan.origins``) reach the stitcher, in the same
     row-major order: a band of ``n`` patch rows is handed over once all its blocks are done.
     """
-    patch_px = int(meta["patch_size"])
+    patch_px = meta.patch_size
     dense = build_dense_classifier(model, meta, plan.stride_px)
     scale = plan.patch_l0 / patch_px
     cells = grid_cells(plan.origins, plan.stride_px * scale)
@@ -264,7 +257,7 @@ def _run_dense(
     n = layout.patches_per_side
     blocks, patches_in_block = layout.blocks_with_patches(cells)
     band_of_patch = cells[:, 0] // n  # non-decreasing: origins are row-major
-    dataset = block_dataset(slide.path, layout, blocks, float(meta["mpp"]), cfg.slide_mpp)
+    dataset = block_dataset(slide.path, layout, blocks, meta.mpp, cfg.slide_mpp)
     loader = make_loader(dataset, 1, cfg.num_workers, device)
     band_probs: dict[int, np.ndarray] = {}  # block column -> (n, n, C) of the current band
 
@@ -280,8 +273,9 @@ def _run_dense(
         task = progress.add_task(slide.path.name, total=len(plan.origins))
         band = int(blocks[0, 0])
         for indices, probs in predict_blocks(
-            dense, loader, _input_pipeline(meta), device, cfg.margin_px
+            dense, loader, meta.input_pipeline(), device, cfg.margin_px
         ):
+            _require_finite(probs, slide.path)
             for index, grid_probs in zip(indices.tolist(), probs, strict=True):
                 block_row, block_col = blocks[index].tolist()
                 if block_row != band:
@@ -295,14 +289,14 @@ def _run_dense(
 
 def _export(
     slide: Slide,
-    meta: Mapping[str, Any],
+    meta: InferenceCheckpoint,
     cfg: SegmentConfig,
     plan: _Plan,
     labels: np.ndarray,
     prefix: Path,
     warns: list[str],
 ) -> dict[str, Any]:
-    class_map = ClassMap.from_dict(meta["class_map"])
+    class_map = meta.class_map
     stem, ds, mpp = prefix.name, plan.mask_downsample, plan.slide_mpp
     out = {k: f"{stem}.{k}" for k in ("mask.ome.tif", "geojson", "probs.zarr", "overlay.png")}
     write_label_ome_tiff(prefix.parent / out["mask.ome.tif"], labels, mpp * ds, class_map.names)
@@ -346,15 +340,25 @@ def _export(
         "tissue_mm2": round(float(tissue_px) * px_mm2, 6),
         "n_regions": len(regions),
         "model": {
-            "arch": meta["arch"],
-            "mpp": meta["mpp"],
-            "patch_size": meta["patch_size"],
+            "arch": meta.arch,
+            "mpp": meta.mpp,
+            "patch_size": meta.patch_size,
             "stride_px": plan.stride_px,
-            "stain": None if meta["stain"] is None else meta["stain"].get("method"),
-            "provenance": meta.get("provenance"),
+            "stain": meta.stain_method,
+            "weights_sha256": meta.weights_sha256,
+            "provenance": meta.provenance,
         },
         "warnings": warns,
     }
+
+
+def _require_finite(probs: np.ndarray, slide: Path) -> None:
+    """Refuse NaN/inf probabilities: they would become an all-normal mask that looks valid."""
+    if not np.isfinite(probs).all():
+        raise NonFiniteOutputError(
+            f"{slide}: the model's outputs are not finite (NaN/inf); its weights are broken: "
+            "retrain, or use an earlier model.pt"
+        )
 
 
 def _resolve_config(config: SegmentConfig | None, options: Mapping[str, Any]) -> SegmentConfig:

@@ -7,6 +7,7 @@ import dataclasses
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,9 @@ import torch
 
 from pathda import layout
 from pathda.adapt import METHODS, build_optimizers
-from pathda.annotations import BACH_CLASSES
+from pathda.annotations import BACH_CLASSES, ClassMap
 from pathda.atomic import write_json
-from pathda.checkpoint import save_inference_checkpoint
+from pathda.checkpoint import InferenceCheckpoint, save_inference_checkpoint
 from pathda.device import resolve_device
 from pathda.errors import ConfigError, TrainingDivergedError
 from pathda.model_input import InputPipeline, stain_transform
@@ -96,6 +97,7 @@ class _Run:
         self.store_attrs = self.store.attrs
         self.patch_size = self.store.patch_size
         self.class_names = self.splits.class_names
+        self.class_map = _store_class_map(self.class_names, cfg.store)
         self.stain = self._stain_params()
         self.method = METHODS.get(cfg.method).from_train_options(self._train_options())
         self.backbone_plan = plan_backbone(
@@ -385,27 +387,20 @@ class _Run:
         )
 
     def _export(self, path: Path, epoch: int, record: dict[str, Any]) -> None:
-        # Stores are labelled with the BACH class map (aliases only affect reading).
-        if tuple(self.class_names) != BACH_CLASSES.names:
-            raise ConfigError(
-                f"{self.cfg.store}: classes {list(self.class_names)} are not the BACH classes"
-            )
-        class_map = BACH_CLASSES.to_dict()
         plan = self.backbone_plan
-        meta = {
-            "arch": plan.arch,  # a hub model's own architecture; rebuilt without the hub
-            "num_classes": plan.num_classes,
-            "timm_kwargs": plan.timm_kwargs,
-            "class_map": class_map,
-            "mpp": float(self.store_attrs["mpp"]),
-            "patch_size": self.patch_size,
-            # Tiles were normalised at tiling time or on the fly: either way inference
-            # must normalise with the same fitted parameters.
-            "stain": self.stain,
+        checkpoint = InferenceCheckpoint(
+            arch=plan.arch,  # a hub model's own architecture; rebuilt without the hub
+            class_map=self.class_map,
+            mpp=float(self.store_attrs["mpp"]),
+            patch_size=self.patch_size,
             # The pretrained config's mean/std (what the pipeline applied), input size and
             # interpolation.
-            "normalise": self.input_config.to_dict(),
-            "provenance": {
+            input_config=self.input_config,
+            # Tiles were normalised at tiling time or on the fly: either way inference
+            # must normalise with the same fitted parameters.
+            stain=self.stain,
+            timm_kwargs=plan.timm_kwargs,
+            provenance={
                 **provenance(self.cfg, slides=[], mpp=self.store_attrs["mpp"]),
                 "store": str(Path(self.cfg.store).resolve()),
                 "pretrained": plan.source.pretrained,
@@ -413,5 +408,18 @@ class _Run:
                 "metrics": record,
                 "splits": self.splits.summary(),
             },
-        }
-        save_inference_checkpoint(path, self.model.backbone, meta)
+        )
+        save_inference_checkpoint(path, self.model.backbone, checkpoint)
+
+
+def _store_class_map(class_names: Sequence[str], store: str | Path) -> ClassMap:
+    """The class map a store's labels use, checked before training starts (not at export).
+
+    Stores are labelled with the BACH class map (aliases only affect reading).
+    """
+    if tuple(class_names) != BACH_CLASSES.names:
+        raise ConfigError(
+            f"{store}: classes {list(class_names)} are not the BACH classes "
+            f"({', '.join(BACH_CLASSES.names)}); re-tile with this version of pathda"
+        )
+    return BACH_CLASSES
