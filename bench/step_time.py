@@ -8,12 +8,14 @@ Goals: ldann <= 1.15x, lwass <= 1.5x.
 
 Examples:
     python bench/step_time.py --arch seresnet18 --size 64 --batch 8
+    python bench/step_time.py --arch vit_tiny_patch16_224 --size 224 --batch 8 --methods none,ldann
     python bench/step_time.py --arch seresnet50 --size 224 --batch 32 --device cuda --amp
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from pathda.adapt import build_optimizers, create_backbone, create_method
+from pathda.adapt import build_optimizers, create_method
+from pathda.models import create_backbone, plan_backbone
 
 
 def _sync(device: torch.device) -> None:
@@ -99,7 +102,9 @@ def main() -> None:
             config["n_critic"] = args.n_critic
         method = create_method(name, **config)
         torch.manual_seed(0)
-        backbone = create_backbone(args.arch, num_classes=4).to(device, memory_format=memory_format)
+        # input_size: ViT-like architectures are built for the tile size (timm img_size).
+        backbone = create_backbone(args.arch, num_classes=4, input_size=args.size)
+        backbone = backbone.to(device, memory_format=memory_format)
         model = method.build_model(backbone, input_size=(3, args.size, args.size))
         optimizers = build_optimizers(model, method)
         batches = [("", x_src, y_src)] + ([("@2B", x_both, y_both)] if name == "none" else [])
@@ -113,7 +118,8 @@ def main() -> None:
         import timm
 
         torch.manual_seed(0)
-        net = timm.create_model(args.arch, pretrained=False, num_classes=4)
+        kwargs = plan_backbone(args.arch, 4, input_size=args.size).timm_kwargs  # e.g. img_size
+        net = timm.create_model(args.arch, pretrained=False, num_classes=4, **kwargs)
         net = net.to(device, memory_format=memory_format).train()
         sgd = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
 
@@ -138,7 +144,8 @@ def main() -> None:
     table = Table(
         title=(
             f"{args.arch} {args.size}px, batch {args.batch}+{args.batch}, {device}"
-            f"{', bf16' if args.amp else ''}, {torch.get_num_threads()} threads"
+            f"{', bf16' if args.amp else ''}, {torch.get_num_threads()} threads, "
+            f"load {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
         )
     )
     for column in ("method", "heads", "ms/step", "x none@2B", "peak GiB"):
