@@ -124,3 +124,15 @@ def test_ldann_on_vit_tiny_builds_and_trains_a_step():
     metrics = ldann.step(model, optimizers, x[:4], torch.tensor([0, 1, 2, 3]), x[4:])
     assert set(metrics) >= {"loss_cls", "loss_total", "domain_loss/blocks.11"}
     assert torch.isfinite(torch.tensor(metrics["loss_total"]))
+
+
+@pytest.mark.parametrize(
+    ("family", "tap", "channels"), [("swin", "layers.1", 32), ("vit", "blocks.1", 192)]
+)
+def test_label_free_alignment_features_are_pooled_per_channel(family, tap, channels):
+    from pathda.train.labelfree_eval import _features
+
+    net, size = _net(family)
+    batches = [(torch.rand(3, 3, size, size), torch.zeros(3, dtype=torch.long), None)]
+    feats, _ = _features(net.eval(), batches, lambda x: x, [tap], with_loss=False)
+    assert feats[tap].shape == (3, channels)  # not flattened tokens or a mean over channels

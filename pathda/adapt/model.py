@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pathda.adapt.attach import FeatureTaps, resolve_modules
+from pathda.adapt.layout import channels_first, output_layout, prefix_tokens
 from pathda.errors import ConfigError
 
 HeadFactory = Callable[[int], nn.Module]
@@ -62,8 +63,7 @@ class DomainAdaptationModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.tap_points = list(tap_points)
-        self.prefix_tokens = int(getattr(backbone, "num_prefix_tokens", 0) or 0)
-        self._maps_layout = "NHWC" if getattr(backbone, "output_fmt", "NCHW") == "NHWC" else "NCHW"
+        self.prefix_tokens = prefix_tokens(backbone)
         resolve_modules(backbone, self.tap_points)  # fail early, with close matches
         if self.tap_points and head_factory is None:
             raise ValueError("tap points were given but no head factory; pass the method's")
@@ -96,7 +96,7 @@ class DomainAdaptationModel(nn.Module):
             if name not in outputs:
                 raise ConfigError(f"tap point {name!r} is not called in the forward pass")
             out = outputs[name]
-            layout = {2: "NC", 3: "NLC", 4: self._maps_layout}.get(out.ndim)
+            layout = output_layout(self.backbone, out)
             if layout is None:
                 raise ConfigError(
                     f"tap point {name!r} outputs shape {tuple(out.shape)}; tap a module whose "
@@ -113,12 +113,7 @@ class DomainAdaptationModel(nn.Module):
 
     def channels_first(self, tap: str, output: torch.Tensor) -> torch.Tensor:
         """A tap's output channels first; tokens become ``[B, C', N_patch, 1]``."""
-        layout = self.tap_layouts[tap]
-        if layout == "NHWC":
-            return output.permute(0, 3, 1, 2)
-        if layout == "NLC":
-            return output[:, self.prefix_tokens :, :].transpose(1, 2).unsqueeze(-1)
-        return output
+        return channels_first(output, self.tap_layouts[tap], self.prefix_tokens)
 
     def head(self, tap: str) -> nn.Module:
         """The head attached to tap ``tap`` (a dotted module name)."""

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pathda.adapt.attach import FeatureTaps, layerwise_tap_points
+from pathda.adapt.layout import pooled as pool_output
 from pathda.errors import ConfigError
 from pathda.train.labelfree import density_ratio, dev_risk, iwv_risk, linear_mmd, proxy_a_distance
 
@@ -58,8 +59,8 @@ def _features(
         for x, y, _ in batches:
             logits = backbone(to_input(x)).float()
             for tap in taps:
-                out = recorder.outputs[tap].float()
-                out = out.mean(dim=(2, 3)) if out.ndim == 4 else out.flatten(1)
+                # Averaged over space or patch tokens (ViT tokens, Swin's NHWC maps too).
+                out = pool_output(backbone, recorder.outputs[tap].float())
                 pooled[tap].append(out.cpu().numpy().astype(np.float64))
             if with_loss:  # source validation tiles only: their labels are allowed
                 loss = F.cross_entropy(logits, y.to(logits.device), reduction="none")
