@@ -83,6 +83,10 @@ class TileStoreError(PathdaError):
     """A tile store is missing, unfinished, or of another format."""
 
 
+class StoreDamageError(TileStoreError):
+    """A tile store's files do not hold what its writer committed (missing, cut, altered)."""
+
+
 class StoreLockedError(PathdaError):
     """Another process is writing the same store."""
 

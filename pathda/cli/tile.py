@@ -83,6 +83,12 @@ def tile(
         help="Refuse an annotation file whose regions were all skipped (default: warn and "
         "tile its slide as all normal).",
     ),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="On an existing store, check every slide's checksums (reads it all) and rebuild "
+        "the damaged ones (default: check files, sizes and counts).",
+    ),
     quiet: bool = QuietOption,
 ) -> None:
     """Tile slides (+ annotations) into a zarr tile store; rerun the same command to resume."""
@@ -114,6 +120,7 @@ def tile(
         "stain_reference": stain_reference,
         "preview": preview or None,
         "strict": strict or None,
+        "verify": verify or None,
     }
     yaml_layer = load_yaml(config, "tile") if config else None
     cfg = build_config(TileConfig, yaml_layer, cli, source=str(config or "command line"))

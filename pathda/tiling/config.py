@@ -46,6 +46,9 @@ class TileConfig:
         preview: write a PNG per slide with the tile grid coloured by label.
         strict: refuse an annotation file whose regions were all skipped (else it is
             read as no annotation, making its slide all normal, with a warning).
+        verify: on an existing store, check every committed slide's checksums (reads the
+            whole store) and rebuild the damaged ones; without it only files, sizes and
+            counts are checked.
     """
 
     mpp: float = 4 * BACH_BASE_MPP
@@ -72,6 +75,7 @@ class TileConfig:
     append: bool = False
     preview: bool = False
     strict: bool = False
+    verify: bool = False
 
     def __post_init__(self) -> None:
         if not self.mpp > 0:

@@ -67,7 +67,7 @@ def tile_slides(
     specs = resolve_inputs(inputs, config.annotation_dir, config.domain, config.split)
     _validate(specs, config)
     with store_lock(out):
-        run = decide_run(out, specs, config.grid_settings(), config.append)
+        run = decide_run(out, specs, config.grid_settings(), config.append, config.verify)
         if run.action == "nothing":
             return out
         reopened = None if run.action == "create" else StoreWriter.reopen(out)
@@ -84,9 +84,10 @@ def tile_slides(
             kept = writer.attrs["slides"]
             rows = kept + [r.to_dict() for r in records[len(kept) :]]
             for i, _ in todo:  # redone rows take their freshly planned values
-                rows[i] = records[i].to_dict()
+                if i not in run.repair:  # rebuilt in place: they keep their committed rows
+                    rows[i] = records[i].to_dict()
             writer.update_attrs(**header, slides=rows, complete=False)
-        _write_tiles(writer, plans, run.domains, config, normaliser, quiet)
+        _write_tiles(writer, plans, run.domains, config, normaliser, quiet, run.repair)
         if stain is not None:
             stain["fallback_count"] = sum(r["stain_fallbacks"] for r in writer.attrs["slides"])
         writer.finish(stain=stain)
@@ -199,8 +200,12 @@ def _write_tiles(
     config: TileConfig,
     normaliser: Any,
     quiet: bool,
+    repair: tuple[int, ...] = (),
 ) -> None:
-    """Stream every planned slide's patches into the store, committing slide by slide."""
+    """Stream every planned slide's patches into the store, committing slide by slide.
+
+    Rows in ``repair`` are committed slides rebuilt in place (same rows, same tile count).
+    """
     jobs = itertools.chain.from_iterable(
         block_jobs(p, config.mpp, config.slide_mpp) for _, p in plans
     )
@@ -220,7 +225,18 @@ def _write_tiles(
                 "y": plan.y,
                 "tissue_fraction": plan.tissue_fraction,
             }
-            writer.begin_slide(row, columns)
+            if row in repair:
+                committed = writer.slides[row]
+                if plan.n_tiles != committed.n_tiles:
+                    raise ConfigError(
+                        f"{plan.spec.slide}: now gives {plan.n_tiles} tiles, the store holds "
+                        f"{committed.n_tiles}; the slide or its annotation changed since it "
+                        "was tiled: tile into a new --out"
+                    )
+                start = committed.tile_start
+                writer.begin_rewrite(row, start, columns)
+            else:
+                writer.begin_slide(row, columns)
             task = progress.add_task(plan.spec.slide.name, total=plan.n_tiles)
             fallbacks = 0
             for _ in range(len(plan.blocks) - 1):
@@ -230,7 +246,8 @@ def _write_tiles(
                 progress.advance(task, len(patches))
                 progress.advance(overall, len(patches))
             status = "done" if plan.tissue_found else "no-tissue"
-            writer.commit_slide(
+            commit = writer.commit_rewrite if row in repair else writer.commit_slide
+            commit(
                 row,
                 status=status,
                 tile_start=start,

@@ -24,6 +24,8 @@ import google_crc32c
 import numpy as np
 from numcodecs import zstd
 
+from pathda.errors import StoreDamageError as ShardError
+
 ZSTD_LEVEL = 1  # H&E patches barely compress; level 1 keeps encoding fast
 _ABSENT = np.uint64(2**64 - 1)
 _CRC_BYTES = 4
@@ -42,11 +44,21 @@ def shard_path(array_dir: Path, shard: int) -> Path:
     return array_dir / "c" / str(shard) / "0" / "0" / "0"
 
 
-def write_shard(array_dir: Path, shard: int, chunks: list[bytes], shard_rows: int) -> None:
-    """Write shard ``shard`` holding ``chunks`` (its first rows) atomically."""
+def write_shard(array_dir: Path, shard: int, chunks: list[bytes], shard_rows: int) -> int:
+    """Write shard ``shard`` holding ``chunks`` (its first rows) atomically; returns its size."""
+    return write_shard_rows(array_dir, shard, dict(enumerate(chunks)), shard_rows)
+
+
+def write_shard_rows(array_dir: Path, shard: int, rows: dict[int, bytes], shard_rows: int) -> int:
+    """Write shard ``shard`` holding ``rows`` (row in shard -> chunk; others absent) atomically.
+
+    Returns:
+        The file's size in bytes (recorded by the writer for the integrity check).
+    """
     index = np.full((shard_rows, 2), _ABSENT, "<u8")
     offset = 0
-    for i, chunk in enumerate(chunks):
+    ordered = sorted(rows.items())
+    for i, chunk in ordered:
         index[i] = (offset, len(chunk))
         offset += len(chunk)
     index_bytes = index.tobytes()
@@ -55,21 +67,51 @@ def write_shard(array_dir: Path, shard: int, chunks: list[bytes], shard_rows: in
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     with open(tmp, "wb") as f:
-        f.write(b"".join(chunks))
+        f.write(b"".join(chunk for _, chunk in ordered))
         f.write(index_bytes)
         f.write(crc)
     os.replace(tmp, path)
+    return offset + len(index_bytes) + _CRC_BYTES
+
+
+def read_shard_index(fd: int, shard_rows: int, path: Path) -> np.ndarray:
+    """The ``(shard_rows, 2)`` (offset, nbytes) index of an open shard, verified.
+
+    Raises:
+        ShardError: the file is too short, its index fails its CRC32C, or an entry points
+            outside the chunk data (a truncated or overwritten shard).
+    """
+    size = shard_rows * 16
+    end = os.fstat(fd).st_size
+    if end < size + _CRC_BYTES:
+        raise ShardError(f"shard file {path} is truncated ({end} bytes)")
+    raw = os.pread(fd, size + _CRC_BYTES, end - size - _CRC_BYTES)
+    index_bytes, crc = raw[:size], raw[size:]
+    if np.uint32(google_crc32c.value(index_bytes)).astype("<u4").tobytes() != crc:
+        raise ShardError(f"shard file {path} is damaged (its index fails its checksum)")
+    index = np.frombuffer(index_bytes, "<u8").reshape(shard_rows, 2)
+    present = index[:, 0] != _ABSENT
+    data_end = end - size - _CRC_BYTES
+    if np.any(index[present, 0] + index[present, 1] > data_end):
+        raise ShardError(f"shard file {path} is damaged (an index entry points past its data)")
+    return index
+
+
+def read_shard_rows(array_dir: Path, shard: int, shard_rows: int) -> dict[int, bytes]:
+    """Every chunk present in a shard (row in shard -> bytes)."""
+    path = shard_path(array_dir, shard)
+    with open(path, "rb") as f:
+        index = read_shard_index(f.fileno(), shard_rows, path)
+        data = f.read()
+    return {i: data[int(o) : int(o) + int(b)] for i, (o, b) in enumerate(index) if o != _ABSENT}
 
 
 def read_shard_chunks(array_dir: Path, shard: int, n: int, shard_rows: int) -> list[bytes]:
     """The first ``n`` encoded chunks of a shard (to carry on writing it after a resume)."""
-    with open(shard_path(array_dir, shard), "rb") as f:
-        data = f.read()
-    index = np.frombuffer(data[-(shard_rows * 16 + _CRC_BYTES) : -_CRC_BYTES], "<u8")
-    index = index.reshape(shard_rows, 2)
-    if np.any(index[:n, 0] == _ABSENT):
-        raise ValueError(f"{shard_path(array_dir, shard)}: committed chunks missing")
-    return [data[int(o) : int(o) + int(b)] for o, b in index[:n]]
+    rows = read_shard_rows(array_dir, shard, shard_rows)
+    if any(i not in rows for i in range(n)):
+        raise ShardError(f"{shard_path(array_dir, shard)}: committed chunks missing")
+    return [rows[i] for i in range(n)]
 
 
 class ShardedPatchReader:
@@ -106,30 +148,37 @@ class ShardedPatchReader:
         shards = indices // self.shard_rows
         for shard in np.unique(shards):
             rows = np.flatnonzero(shards == shard)
+            path = shard_path(self.array_dir, int(shard))
             try:
-                fd = os.open(shard_path(self.array_dir, int(shard)), os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
-                continue  # a shard never written holds fill values (zeros)
+                # Only committed rows are read, and every committed row has its shard.
+                raise ShardError(f"shard file {path} is missing") from None
             try:
-                index = self._index(int(shard), fd)
+                index = self._index(int(shard), fd, path)
                 for row in rows:
                     offset, nbytes = index[int(indices[row]) % self.shard_rows]
-                    if offset != _ABSENT:
-                        chunk = os.pread(fd, int(nbytes), int(offset))
-                        out[row] = decode_patch(chunk, self.patch_shape)
+                    if offset == _ABSENT:
+                        raise ShardError(f"shard file {path}: patch {indices[row]} is missing")
+                    chunk = os.pread(fd, int(nbytes), int(offset))
+                    out[row] = _decode(chunk, self.patch_shape, path)
             finally:
                 os.close(fd)
         return out
 
-    def _index(self, shard: int, fd: int) -> np.ndarray:
+    def _index(self, shard: int, fd: int, path: Path) -> np.ndarray:
         index = self._indexes.get(shard)
         if index is None:
-            size = self.shard_rows * 16
-            end = os.fstat(fd).st_size
-            raw = os.pread(fd, size, end - size - _CRC_BYTES)
-            index = np.frombuffer(raw, "<u8").reshape(self.shard_rows, 2)
+            index = read_shard_index(fd, self.shard_rows, path)
             self._indexes[shard] = index
         return index
+
+
+def _decode(chunk: bytes, patch_shape: tuple[int, ...], path: Path) -> np.ndarray:
+    try:
+        return decode_patch(chunk, patch_shape)
+    except (RuntimeError, ValueError) as err:  # zstd or size errors from damaged bytes
+        raise ShardError(f"shard file {path}: a patch does not decode ({err})") from None
 
 
 def supported_shard_rows(meta: dict[str, Any]) -> int | None:

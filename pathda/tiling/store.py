@@ -17,7 +17,7 @@ array              shape, dtype      meaning
 
 Group attributes (JSON):
 
-- ``format`` = ``"pathda-tiles"``, ``format_version`` = 1.
+- ``format`` = ``"pathda-tiles"``, ``format_version`` = 2.
 - ``complete``: true only once every slide is written; set last. Readers refuse an
   incomplete store by default (rerun the same ``pathda tile`` command to finish it).
 - ``class_names`` (list, index = class id), ``mpp`` (µm/px of the patches), ``patch_size``
@@ -30,7 +30,9 @@ Group attributes (JSON):
   ``status`` (``pending`` | ``done`` | ``no-tissue``), ``tile_start`` and ``n_tiles`` (the
   slide's tiles are rows ``tile_start .. tile_start + n_tiles`` of every array),
   ``n_skipped_label`` (tiles dropped by the majority label rule), ``tissue_mask`` (PNG path,
-  relative to the store's parent folder), ``stain_fallbacks``.
+  relative to the store's parent folder), ``stain_fallbacks``, and the integrity checksums
+  ``patches_sha256`` / ``columns_sha256`` (see ``pathda.tiling.integrity``).
+- ``shard_bytes``: size of every shard file of ``patches`` as last written (integrity check).
 - ``n_committed``: number of rows that belong to ``done`` slides (rows beyond it are from an
   interrupted run and are rewritten on resume).
 - ``stain``: null, or ``{"method", "reference", "params", "fallback_count"}``.
@@ -59,11 +61,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from pathda.errors import TileStoreError
+from pathda.errors import StoreDamageError, TileStoreError
+from pathda.tiling.integrity import Damage, damage_message, find_damage
 from pathda.tiling.shards import ShardedPatchReader
 
 STORE_FORMAT = "pathda-tiles"
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2  # 2: per-slide checksums, shard sizes, sentinel column fill values
 UNLABELLED = -1
 
 #: Per-tile 1-D arrays: name -> dtype.
@@ -74,6 +77,17 @@ TILE_COLUMNS: dict[str, str] = {
     "x": "int64",
     "y": "int64",
     "tissue_fraction": "float32",
+}
+
+#: Fill value of each column: never a real value, so a chunk is always written to disk and a
+#: lost chunk cannot read back as plausible zeros ("normal", slide 0, x = 0).
+COLUMN_FILL: dict[str, float] = {
+    "labels": -32768,
+    "slide_index": -1,
+    "domain_index": -32768,
+    "x": -(2**63),
+    "y": -(2**63),
+    "tissue_fraction": float("nan"),
 }
 
 SLIDE_STATUSES = ("pending", "done", "no-tissue")
@@ -95,6 +109,8 @@ class SlideRecord:
     n_skipped_label: int = 0
     tissue_mask: str | None = None
     stain_fallbacks: int = 0
+    patches_sha256: str | None = None
+    columns_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> SlideRecord:
@@ -120,9 +136,16 @@ class TileStore:
         path: the store folder (``*.zarr``).
         allow_incomplete: open a store whose writer has not finished (only the rows of
             finished slides, ``n_committed``, are visible).
+        check: run the cheap integrity check (files present, sizes and counts as committed).
+
+    Raises:
+        TileStoreError: no store, another format, or unfinished.
+        StoreDamageError: the cheap check found damage (names the slide and the fix).
     """
 
-    def __init__(self, path: str | Path, *, allow_incomplete: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, allow_incomplete: bool = False, check: bool = True
+    ) -> None:
         self.path = Path(path)
         self.allow_incomplete = allow_incomplete
         if not (self.path / "zarr.json").is_file():
@@ -140,6 +163,14 @@ class TileStore:
                 f"{self.path}: tile store is unfinished; rerun the same `pathda tile` command "
                 "to complete it"
             )
+        if check:
+            damage = self.verify(deep=False)
+            if damage:
+                raise StoreDamageError(damage_message(self.path, damage))
+
+    def verify(self, *, deep: bool = True) -> list[Damage]:
+        """Damage found in the committed rows (empty: intact); ``deep`` checks checksums."""
+        return find_damage(self.path, self.attrs, list(TILE_COLUMNS), deep=deep)
 
     # -- metadata -----------------------------------------------------------
     @cached_property
@@ -311,4 +342,5 @@ class TileStore:
         return {"path": self.path, "allow_incomplete": self.allow_incomplete}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], allow_incomplete=state["allow_incomplete"])  # type: ignore[misc]
+        # The parent process checked the store already.
+        self.__init__(state["path"], allow_incomplete=state["allow_incomplete"], check=False)  # type: ignore[misc]

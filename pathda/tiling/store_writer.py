@@ -12,6 +12,7 @@ more per slide commit that falls inside it.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,23 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from pathda.atomic import atomic_path
-from pathda.errors import TileStoreError
-from pathda.tiling.shards import ZSTD_LEVEL, encode_patch, read_shard_chunks, write_shard
-from pathda.tiling.store import STORE_FORMAT, STORE_FORMAT_VERSION, TILE_COLUMNS, SlideRecord
+from pathda.errors import StoreDamageError, TileStoreError
+from pathda.tiling.integrity import PatchDigest, columns_digest
+from pathda.tiling.shards import (
+    ZSTD_LEVEL,
+    encode_patch,
+    read_shard_chunks,
+    read_shard_rows,
+    write_shard,
+    write_shard_rows,
+)
+from pathda.tiling.store import (
+    COLUMN_FILL,
+    STORE_FORMAT,
+    STORE_FORMAT_VERSION,
+    TILE_COLUMNS,
+    SlideRecord,
+)
 
 # A shard (one file) holds this many bytes of patches at most; 16 MiB keeps the file
 # count low (about 64 files per million 64 px patches) and a shard rewrite cheap.
@@ -38,6 +53,17 @@ def choose_shard_size(patch_size: int) -> int:
     while size > 16 and size * per_patch > _SHARD_BYTES:
         size //= 2
     return size
+
+
+@dataclasses.dataclass
+class _Rewrite:
+    """Progress of a committed slide being rebuilt in place."""
+
+    start: int
+    end: int
+    row: int
+    shard: int | None = None
+    pending: dict[int, bytes] = dataclasses.field(default_factory=dict)
 
 
 class StoreWriter:
@@ -55,7 +81,12 @@ class StoreWriter:
         self._patches_dir = path / "patches"
         self._row = int(self.attrs["n_committed"])  # next row to write
         self._slide_end = self._row
-        self._chunks: list[bytes] = []  # encoded rows of the open shard, from its start
+        # Encoded rows of the open shard, from its start; None until needed after a reopen.
+        self._chunks: list[bytes] | None = []
+        self._shard_bytes: list[int] = list(self.attrs.get("shard_bytes") or [])
+        self._digest = PatchDigest()
+        self._columns_sha256 = ""
+        self._rewrite: _Rewrite | None = None
 
     # -- opening -------------------------------------------------------------
     @classmethod
@@ -87,7 +118,13 @@ class StoreWriter:
             fill_value=0,
         )
         for name, dtype in TILE_COLUMNS.items():
-            group.create_array(name, shape=(0,), chunks=(_COLUMN_CHUNK,), dtype=dtype, fill_value=0)
+            group.create_array(
+                name,
+                shape=(0,),
+                chunks=(_COLUMN_CHUNK,),
+                dtype=dtype,
+                fill_value=COLUMN_FILL[name],
+            )
         attrs = {
             "format": STORE_FORMAT,
             "format_version": STORE_FORMAT_VERSION,
@@ -96,6 +133,7 @@ class StoreWriter:
             "shard_size": shard,
             "slides": [s.to_dict() for s in slides],
             "n_committed": 0,
+            "shard_bytes": [],
         }
         group.attrs.put(attrs)
 
@@ -112,10 +150,7 @@ class StoreWriter:
         writer._truncate(writer._row)
         for stale in (path / "patches" / "c").glob("*/0/0/.0.*.partial"):
             stale.unlink(missing_ok=True)  # shard writes cut short by a kill
-        in_shard = writer._row % writer.shard_rows
-        if in_shard:
-            shard = writer._row // writer.shard_rows
-            writer._chunks = read_shard_chunks(path / "patches", shard, in_shard, writer.shard_rows)
+        writer._chunks = None  # read on the first append: damaged slides are rebuilt first
         return writer
 
     @property
@@ -146,25 +181,51 @@ class StoreWriter:
         start = self._row
         self._slide_end = start + n
         self._resize(self._slide_end)
+        self._write_columns(slide, start, columns)
+        self._digest = PatchDigest()
+
+    def begin_rewrite(self, slide: int, start: int, columns: dict[str, np.ndarray]) -> None:
+        """Rebuild committed slide ``slide`` in place (rows ``start ..``; same tile count).
+
+        Then ``write_encoded`` its patches and ``commit_rewrite``. Shards shared with other
+        slides keep those slides' chunks; a missing or damaged shard is started afresh (its
+        other slides are damaged too and are rebuilt in the same run).
+        """
+        if self._row != self._slide_end:
+            raise RuntimeError("begin_rewrite called while a slide is being appended")
+        n = len(columns["labels"])
+        self._write_columns(slide, start, columns)
+        self._digest = PatchDigest()
+        self._rewrite = _Rewrite(start=start, end=start + n, row=start)
+
+    def _write_columns(self, slide: int, start: int, columns: dict[str, np.ndarray]) -> None:
+        n = len(columns["labels"])
         full = {**columns, "slide_index": np.full(n, slide, np.int32)}
-        for name, dtype in TILE_COLUMNS.items():
+        values = {name: np.asarray(full[name], dtype=dtype) for name, dtype in TILE_COLUMNS.items()}
+        for name, column in values.items():
             if n:
-                self.group[name][start : start + n] = np.asarray(full[name], dtype=dtype)
+                self.group[name][start : start + n] = column
+        self._columns_sha256 = columns_digest(values, TILE_COLUMNS)
 
     def write_patches(self, patches: np.ndarray) -> None:
         """Append (n, P, P, 3) uint8 patches of the current slide, in row order."""
         self.write_encoded([encode_patch(p) for p in patches])
 
     def write_encoded(self, chunks: list[bytes]) -> None:
-        """Append patches already encoded with ``shards.encode_patch``, in row order."""
+        """Append (or rewrite) patches encoded with ``shards.encode_patch``, in row order."""
+        if self._rewrite is not None:
+            self._rewrite_encoded(chunks)
+            return
         if self._row + len(chunks) > self._slide_end:
             raise RuntimeError("more patches than the slide's planned tiles")
+        open_chunks = self._open_chunks()
         for chunk in chunks:
-            self._chunks.append(chunk)
+            self._digest.update(chunk)
+            open_chunks.append(chunk)
             self._row += 1
-            if len(self._chunks) == self.shard_rows:
+            if len(open_chunks) == self.shard_rows:
                 self._write_open_shard()
-                self._chunks = []
+                open_chunks.clear()
 
     def commit_slide(self, slide: int, **record: Any) -> None:
         """Write the slide's last patches and mark it committed with ``record`` fields."""
@@ -172,18 +233,78 @@ class StoreWriter:
             raise RuntimeError(f"slide {slide}: wrote {self._row} rows, planned {self._slide_end}")
         if self._chunks:
             self._write_open_shard()  # partial; its chunks stay buffered for the next slide
+        self._commit_record(slide, record, n_committed=self._row)
+
+    def commit_rewrite(self, slide: int, **record: Any) -> None:
+        """Write a rebuilt slide's last shard and record its new checksums."""
+        rewrite = self._rewrite
+        if rewrite is None or rewrite.row != rewrite.end:
+            raise RuntimeError(f"slide {slide}: rewrite incomplete")
+        self._flush_rewrite()
+        self._rewrite = None
+        self._commit_record(slide, record)
+
+    def _commit_record(self, slide: int, record: dict[str, Any], **attrs: Any) -> None:
         rows = list(self.attrs["slides"])
-        rows[slide] = {**rows[slide], **record}
-        self.update_attrs(slides=rows, n_committed=self._row)
+        checksums = {
+            "patches_sha256": self._digest.hexdigest(),
+            "columns_sha256": self._columns_sha256,
+        }
+        rows[slide] = {**rows[slide], **record, **checksums}
+        self.update_attrs(slides=rows, shard_bytes=list(self._shard_bytes), **attrs)
 
     def finish(self, **values: Any) -> None:
         """Set final attributes and ``complete`` = true (the last write of a run)."""
         self.update_attrs(**values, complete=True)
 
     # -- internals -------------------------------------------------------------
+    def _open_chunks(self) -> list[bytes]:
+        if self._chunks is None:
+            in_shard = self._row % self.shard_rows
+            shard = self._row // self.shard_rows
+            self._chunks = (
+                read_shard_chunks(self._patches_dir, shard, in_shard, self.shard_rows)
+                if in_shard
+                else []
+            )
+        return self._chunks
+
     def _write_open_shard(self) -> None:
         shard = (self._row - len(self._chunks)) // self.shard_rows
-        write_shard(self._patches_dir, shard, self._chunks, self.shard_rows)
+        self._record_size(
+            shard, write_shard(self._patches_dir, shard, self._chunks, self.shard_rows)
+        )
+
+    def _record_size(self, shard: int, size: int) -> None:
+        if shard >= len(self._shard_bytes):
+            self._shard_bytes.extend([0] * (shard + 1 - len(self._shard_bytes)))
+        self._shard_bytes[shard] = size
+
+    def _rewrite_encoded(self, chunks: list[bytes]) -> None:
+        rewrite = self._rewrite
+        if rewrite.row + len(chunks) > rewrite.end:
+            raise RuntimeError("more patches than the slide's committed tiles")
+        for chunk in chunks:
+            shard = rewrite.row // self.shard_rows
+            if rewrite.shard is not None and shard != rewrite.shard:
+                self._flush_rewrite()
+            rewrite.shard = shard
+            rewrite.pending[rewrite.row % self.shard_rows] = chunk
+            self._digest.update(chunk)
+            rewrite.row += 1
+
+    def _flush_rewrite(self) -> None:
+        rewrite = self._rewrite
+        if rewrite.shard is None or not rewrite.pending:
+            return
+        try:  # keep the other slides' chunks of this shard
+            rows = read_shard_rows(self._patches_dir, rewrite.shard, self.shard_rows)
+        except (FileNotFoundError, StoreDamageError):
+            rows = {}
+        rows.update(rewrite.pending)
+        size = write_shard_rows(self._patches_dir, rewrite.shard, rows, self.shard_rows)
+        self._record_size(rewrite.shard, size)
+        rewrite.pending = {}
 
     def _resize(self, rows: int) -> None:
         p = self.patch_size
