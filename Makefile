@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pathda-installed
 DEMO   ?= demo-out
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo shift test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash pipelines/demo.sh $(DEMO)
+
+# The domain-shift benchmark (configs/shift.yaml; about 2 h on 2 cores): docs/benchmarks/shift.*
+shift: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash pipelines/shift.sh configs/shift.yaml results/shift docs/benchmarks
 
 test: $(STAMP)
 	$(PY) -m pytest -q

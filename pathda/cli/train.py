@@ -63,6 +63,9 @@ def train(
         help="Stain parameters JSON (`pathda stain fit`) applied to batches on the fly.",
     ),
     augment: bool | None = typer.Option(None, "--augment/--no-augment"),
+    stain_jitter: str | None = typer.Option(
+        None, "--stain-jitter", help="mild | strong (HED + HSV jitter, Tellez et al. 2019)."
+    ),
     workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
     device: str | None = typer.Option(None, help="auto | cpu | cuda."),
     seed: int | None = typer.Option(None, help="Seed of the first run."),
@@ -99,6 +102,7 @@ def train(
         "target_domains": tuple(target_domain) if target_domain else None,
         "stain_params": stain_params,
         "augment": augment,
+        "stain_jitter": stain_jitter,
         "num_workers": workers,
         "device": device,
         "seed": seed,

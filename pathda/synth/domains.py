@@ -154,3 +154,21 @@ register_domain(
         saturation=1.25,
     )
 )
+
+register_domain(
+    DomainPreset(
+        name="centre-d",
+        description="milder, Camelyon17-like other centre: another stain batch (redder "
+        "hematoxylin, stronger eosin) on another scanner (softer optics, JPEG 85), warm glass",
+        hematoxylin=(0.70, 0.66, 0.27),
+        eosin=(0.10, 0.90, 0.42),
+        hematoxylin_scale=1.15,
+        eosin_scale=1.2,
+        blur_um=0.3,
+        jpeg_quality=85,
+        noise_sigma=1.5,
+        background_rgb=(240.0, 236.0, 236.0),
+        brightness=-2.0,
+        saturation=1.05,
+    )
+)

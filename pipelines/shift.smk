@@ -1,0 +1,214 @@
+# The domain-shift benchmark (configs/shift.yaml; `make shift`):
+#   synth -> tile (one store, every domain) -> stain fit (per target) -> train
+#   (target domain x arm x seed, plus bounds) -> segment -> score -> benchmark report.
+#
+#   snakemake -s pipelines/shift.smk --configfile configs/shift.yaml --cores 2
+#
+# A sibling of pipelines/Snakefile (same CLI calls, same resume-by-missing-outputs), kept
+# separate because its layout has a target-domain level: RUNS/<domain>/<arm>/seed<k>/.
+import csv
+import re
+import sys
+from pathlib import Path
+
+CFG_FILE = workflow.configfiles[-1] if workflow.configfiles else "configs/shift.yaml"
+OUT = config["out"]
+SEEDS = [str(s) for s in config["seeds"]]
+SYN = config["synthetic"]
+SOURCE = config["source_domain"]
+DOMAINS = list(config["target_domains"])
+ARMS = dict(config["arms"])
+BOUNDS = list(config.get("bounds", []))
+RULES = [b for b in BOUNDS if b.startswith("all-")]
+SELECTIONS = ["", "_dev"] if config.get("score_label_free_selection", True) else [""]
+PATHDA = f"{sys.executable} -m pathda"
+RUNS = f"{OUT}/runs"
+
+# Slide sets: (folder, domain, synth seed, count). Target test slides reuse the source test
+# seed: the same tissue through another lab's stain and scanner.
+SETS = {
+    "source/train": (SOURCE, 0, SYN["n_train"]),
+    "source/val": (SOURCE, 100, SYN["n_val"]),
+    "source/test": (SOURCE, 300, SYN["n_source_test"]),
+    **{f"{d}/target": (d, 200, SYN["n_target"]) for d in DOMAINS},
+    **{f"{d}/test": (d, 300, SYN["n_test"]) for d in DOMAINS},
+}
+
+wildcard_constraints:
+    domain="|".join(re.escape(d) for d in DOMAINS),
+    arm="|".join(re.escape(a) for a in [*ARMS, "oracle"]),
+    seed=r"\d+",
+    sel="|_dev",
+    rule_name="|".join(re.escape(r) for r in RULES) or "none^",
+
+
+def slides(name):
+    domain, seed, n = SETS[name]
+    return [f"{OUT}/slides/{name}/{name.split('/')[1]}_{i:02d}.tiff" for i in range(n)]
+
+
+def truths(name):
+    return " ".join(f"--truth {Path(s).with_suffix('.xml')}" for s in slides(name))
+
+
+def _abs(path):
+    return str(Path(path).resolve())
+
+
+def arm_runs():
+    runs = [f"{RUNS}/{d}/{a}/seed{s}/score{sel}/scores.json"
+            for d in DOMAINS for a in ARMS for s in SEEDS for sel in SELECTIONS]
+    if "oracle" in BOUNDS:
+        runs += [f"{RUNS}/{d}/oracle/seed{s}/score/scores.json" for d in DOMAINS for s in SEEDS]
+    if "in-domain" in BOUNDS:
+        runs += [f"{RUNS}/in-domain/seed{s}/score/scores.json" for s in SEEDS]
+    runs += [f"{RUNS}/{d}/{r}/score/scores.json" for d in DOMAINS for r in RULES]
+    return runs
+
+
+rule all:
+    input: f"{OUT}/shift.md"
+
+
+rule synth:
+    output: f"{OUT}/slides/{{group}}/{{split}}/.done"
+    params:
+        domain=lambda w: SETS[f"{w.group}/{w.split}"][0],
+        seed=lambda w: SETS[f"{w.group}/{w.split}"][1],
+        n=lambda w: SETS[f"{w.group}/{w.split}"][2],
+    shell:
+        "{PATHDA} synth {OUT}/slides/{wildcards.group}/{wildcards.split} --prefix {wildcards.split}"
+        " --n {params.n} --domain {params.domain} --size {SYN[size]} --mpp {SYN[mpp]}"
+        " --seed {params.seed} --quiet && touch {output}"
+
+
+rule manifest:
+    # Training slides only: source train/val and each target's training slides. Target
+    # slides carry their annotation for the oracle; the arms never read those labels.
+    input: [f"{OUT}/slides/{name}/.done" for name in SETS if not name.endswith("/test")]
+    output: f"{OUT}/manifest.csv"
+    run:
+        rows = [("slide", "annotation", "domain", "split")]
+        for name, (domain, _, _) in SETS.items():
+            if name.endswith("/test"):
+                continue
+            split = "val" if name == "source/val" else "train"
+            for slide in slides(name):
+                rows.append((_abs(slide), _abs(Path(slide).with_suffix(".xml")), domain, split))
+        with open(output[0], "w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+
+
+rule tile:
+    input: f"{OUT}/manifest.csv"
+    output: f"{OUT}/tiles.done"
+    threads: workflow.cores
+    shell:
+        "{PATHDA} tile --manifest {input} --out {OUT}/tiles.zarr --config {CFG_FILE}"
+        " --workers {threads} --quiet && touch {output}"
+
+
+rule stain_fit:
+    # Macenko reference: the first unlabelled training slide of the target domain.
+    input: f"{OUT}/slides/{{domain}}/target/.done"
+    output: f"{OUT}/stain/{{domain}}.json"
+    params: ref=lambda w: slides(f"{w.domain}/target")[0]
+    shell: "{PATHDA} stain fit {params.ref} --method macenko --out {output} --quiet"
+
+
+def train_flags(w):
+    if w.arm == "oracle":  # target-supervised: the target's labelled training slides join
+        return f"--method none --source-domain {SOURCE} --source-domain {w.domain}"
+    arm = ARMS[w.arm]
+    flags = [f"--method {arm['method']}", f"--source-domain {SOURCE}", f"--target-domain {w.domain}"]
+    if arm.get("stain_jitter"):
+        flags.append(f"--stain-jitter {arm['stain_jitter']}")
+    if arm.get("stain_norm"):
+        flags.append(f"--stain-params {OUT}/stain/{w.domain}.json")
+    return " ".join(flags)
+
+
+def train_inputs(w):
+    needs = [f"{OUT}/tiles.done"]
+    if w.arm in ARMS and ARMS[w.arm].get("stain_norm"):
+        needs.append(f"{OUT}/stain/{w.domain}.json")
+    return needs
+
+
+rule train:
+    input: train_inputs
+    output: f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/train/model.pt"
+    params: flags=train_flags
+    threads: workflow.cores
+    shell:
+        "{PATHDA} train {OUT}/tiles.zarr --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/train"
+        " --config {CFG_FILE} {params.flags} --seed {wildcards.seed} --quiet"
+
+
+def checkpoint(w):
+    name = "model_dev.pt" if w.sel == "_dev" else "model.pt"
+    return f"{RUNS}/{w.domain}/{w.arm}/seed{w.seed}/train/{name}"
+
+
+rule segment:
+    # model_dev.pt is written by the same training run as model.pt.
+    input:
+        model=f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/train/model.pt",
+        ready=f"{OUT}/slides/{{domain}}/test/.done",
+    output: f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/segment{{sel}}/.done"
+    params: model=checkpoint, slides=lambda w: " ".join(slides(f"{w.domain}/test"))
+    threads: workflow.cores
+    shell:
+        "{PATHDA} segment {params.slides} --model {params.model} --config {CFG_FILE}"
+        " --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/segment{wildcards.sel}"
+        " --quiet && touch {output}"
+
+
+rule score:
+    input:
+        seg=f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/segment{{sel}}/.done",
+    output: f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/score{{sel}}/scores.json"
+    params:
+        downsample=config.get("score", {}).get("downsample", 16),
+        truth=lambda w: truths(f"{w.domain}/test"),
+    shell:
+        "{PATHDA} score --pred {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/segment{wildcards.sel}"
+        " {params.truth} --downsample {params.downsample}"
+        " --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/score{wildcards.sel}"
+        " --quiet > /dev/null"
+
+
+rule in_domain:
+    # The source model (arm none of the first target domain: its training never saw a
+    # target label and its model.pt is selected on source validation) on source test slides.
+    input:
+        model=f"{RUNS}/{DOMAINS[0]}/none/seed{{seed}}/train/model.pt",
+        ready=f"{OUT}/slides/source/test/.done",
+    output: f"{RUNS}/in-domain/seed{{seed}}/score/scores.json"
+    params:
+        slides=" ".join(slides("source/test")),
+        downsample=config.get("score", {}).get("downsample", 16),
+        dir=lambda w: f"{RUNS}/in-domain/seed{w.seed}",
+        truth=truths("source/test"),
+    threads: workflow.cores
+    shell:
+        "{PATHDA} segment {params.slides} --model {input.model} --config {CFG_FILE}"
+        " --out {params.dir}/segment --quiet"
+        " && {PATHDA} score --pred {params.dir}/segment {params.truth}"
+        " --downsample {params.downsample} --out {params.dir}/score --quiet > /dev/null"
+
+
+rule classifier_free:
+    input: f"{OUT}/slides/{{domain}}/test/.done"
+    output: f"{RUNS}/{{domain}}/{{rule_name}}/score/scores.json"
+    params: downsample=config.get("score", {}).get("downsample", 16)
+    shell:
+        "{PATHDA} benchmark rule {OUT}/slides/{wildcards.domain}/test --rule {wildcards.rule_name}"
+        " --downsample {params.downsample} --out {RUNS}/{wildcards.domain}/{wildcards.rule_name}/score"
+        " --quiet"
+
+
+rule report:
+    input: arm_runs()
+    output: f"{OUT}/shift.md"
+    shell: "{PATHDA} benchmark report {OUT} --config {CFG_FILE} --out {output} --quiet"
