@@ -30,6 +30,9 @@ class SlideRow:
     bach: float
     accuracy: float
     dice: dict[str, float]
+    # Fraction of lesion-truth pixels (truth != normal) predicted as each class: shows a
+    # collapsed classifier (e.g. everything "in situ") that BACH alone would hide.
+    lesion_pred: tuple[float, ...] = ()
 
 
 @dataclass
@@ -53,6 +56,13 @@ class ArmRuns:
             for _, rows in sorted(self.seeds.items())
         ]
 
+    def lesion_prediction_mix(self) -> list[float]:
+        """Mean over seeds and slides of the lesion-pixel prediction fractions per class."""
+        rows = [
+            r.lesion_pred for rows in self.seeds.values() for r in rows.values() if r.lesion_pred
+        ]
+        return [_mean([r[i] for r in rows]) for i in range(len(CLASSES))] if rows else []
+
     def dice_mean(self, cls: str) -> float:
         per_seed = [
             _mean([r.dice.get(cls, math.nan) for r in rows.values()])
@@ -74,8 +84,13 @@ def read_scores(path: Path) -> dict[str, SlideRow] | None:
     rows = {}
     for s in data["slides"]:
         dice = {k: (math.nan if v is None else float(v)) for k, v in s["dice"].items()}
+        lesion = [sum(col) for col in zip(*s["confusion"][1:], strict=True)]
+        total = sum(lesion)
         rows[s["slide"]] = SlideRow(
-            float(s["bach"]), math.nan if s["accuracy"] is None else float(s["accuracy"]), dice
+            float(s["bach"]),
+            math.nan if s["accuracy"] is None else float(s["accuracy"]),
+            dice,
+            tuple(v / total for v in lesion) if total else (),
         )
     return rows
 

@@ -97,6 +97,9 @@ def summarise(data: dict[str, Any], n_boot: int = 10_000) -> dict[str, Any]:
                     "diff_vs_source_val_selection": _diff_json(dev_vs_val),
                 },
                 "alignment_pad": _alignment(runs),
+                "lesion_prediction_mix": dict(
+                    zip(CLASSES, map(_num, runs.lesion_prediction_mix()), strict=False)
+                ),
                 "_diffs": (vs_none, vs_ldann, dev_vs_val),
             }
         bounds = {}
@@ -192,6 +195,21 @@ def markdown(summary: dict[str, Any], data: dict[str, Any], run_info: dict[str, 
                     f"| {tap} | "
                     + " | ".join(_fmt(d["alignment_pad"].get(tap), 2) for d in det["arms"].values())
                     + " |"
+                )
+        mixes = {a: d["lesion_prediction_mix"] for a, d in det["arms"].items()}
+        if any(mixes.values()):
+            lines += [
+                "",
+                "What the models call lesion tissue (fraction of truly non-normal pixels "
+                "predicted as each class, mean over seeds and slides): a column near 1 is a "
+                "collapsed classifier.",
+                "",
+                "| arm | " + " | ".join(CLASSES) + " |",
+                "|---|" + "---|" * len(CLASSES),
+            ]
+            for arm, mix in mixes.items():
+                lines.append(
+                    f"| {arm} | " + " | ".join(_fmt(mix.get(c), 2) for c in CLASSES) + " |"
                 )
         heads = _domain_head_table(data["domains"][domain]["arms"])
         if heads:
@@ -297,7 +315,8 @@ def figure(summary: dict[str, Any], data: dict[str, Any], out_png: Path) -> Path
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("BACH score")
         ax.set_title(f"{domain}: BACH (mean ± std over seeds)")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         ax = axes[row][1]
         taps = sorted({t for d in det["arms"].values() for t in d["alignment_pad"]}, key=_tap_key)
         for arm, d in det["arms"].items():
@@ -312,7 +331,8 @@ def figure(summary: dict[str, Any], data: dict[str, Any], out_png: Path) -> Path
         ax.set_ylim(0, 2.05)
         ax.set_ylabel("proxy A-distance")
         ax.set_title("per-layer alignment at the selected epoch")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         ax = axes[row][2]
         for i, (arm, runs) in enumerate(data["domains"][domain]["arms"].items()):
             curves = [r for r in runs.training.values() if r]
@@ -331,7 +351,8 @@ def figure(summary: dict[str, Any], data: dict[str, Any], out_png: Path) -> Path
         ax.set_xlabel("epoch")
         ax.set_ylabel("tile accuracy (— source val, ··· target)")
         ax.set_title("training curves (mean over seeds)")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90)

@@ -1,0 +1,64 @@
+"""The benchmark report from hand-made score files: JSON form, paired differences, tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pathda.benchmark.report import build
+
+CFG = {"target_domains": ["lab-b", "centre-d"], "arms": {"none": {}, "ldann": {}, "stain-aug": {}}}
+
+
+def _scores(path: Path, bach_by_slide: dict[str, float]) -> None:
+    slides = []
+    for stem, bach in bach_by_slide.items():
+        # truth rows: 10 normal, 10 in situ pixels; prediction puts the lesion pixels in situ
+        confusion = [[10, 0, 0, 0], [0, 0, 0, 0], [0, 0, 10, 0], [0, 0, 0, 0]]
+        slides.append(
+            {
+                "slide": stem,
+                "bach": bach,
+                "accuracy": 1.0,
+                "dice": {"normal": 1.0, "benign": None, "in situ": 1.0, "invasive": None},
+                "confusion": confusion,
+            }
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "scores.json").write_text(json.dumps({"slides": slides}))
+
+
+def test_report_json_has_the_promised_form_and_hand_checked_differences(tmp_path):
+    runs = tmp_path / "res" / "runs" / "lab-b"
+    for seed, (none, ldann) in enumerate([((0.5, 0.6), (0.6, 0.8)), ((0.4, 0.5), (0.5, 0.5))]):
+        _scores(runs / "none" / f"seed{seed}" / "score", {"t0": none[0], "t1": none[1]})
+        _scores(runs / "ldann" / f"seed{seed}" / "score", {"t0": ldann[0], "t1": ldann[1]})
+    _scores(runs / "all-in-situ" / "score", {"t0": 0.45, "t1": 0.45})
+    out_md = tmp_path / "docs" / "shift.md"
+    payload = build(tmp_path / "res", CFG, out_md, {"command": "x"}, n_boot=2000)
+
+    assert list(payload["domains"]) == ["lab-b"]  # centre-d has no results: left out
+    arms = payload["domains"]["lab-b"]
+    assert list(arms) == ["none", "ldann"]  # stain-aug has no runs
+    for row in arms.values():
+        assert set(row) == {"bach_mean", "bach_std", "n", "diff_vs_none"}
+    ldann = arms["ldann"]
+    # per-seed means: none 0.55, 0.45; ldann 0.70, 0.50 -> mean 0.60, std 0.1414
+    assert ldann["bach_mean"] == pytest.approx(0.60)
+    assert ldann["bach_std"] == pytest.approx(0.1414, abs=1e-4)
+    assert ldann["n"] == 2
+    # paired diffs 0.1, 0.2, 0.1, 0.0 -> mean 0.1; CI within [0, 0.2]
+    diff = ldann["diff_vs_none"]
+    assert diff["mean"] == pytest.approx(0.1)
+    assert 0.0 <= diff["ci_low"] <= diff["mean"] <= diff["ci_high"] <= 0.2 + 1e-9
+    assert arms["none"]["diff_vs_none"]["mean"] == 0.0
+    details = payload["details"]["lab-b"]
+    assert details["bounds"]["all-in-situ"]["bach_mean"] == pytest.approx(0.45)
+    assert details["arms"]["ldann"]["lesion_prediction_mix"]["in situ"] == pytest.approx(1.0)
+    md = out_md.read_text()
+    assert "| ldann | 2 | 0.600 ± 0.141 |" in md
+    assert "L-DANN vs none: +0.100" in md
+    assert json.loads(out_md.with_suffix(".json").read_text())["domains"] == payload["domains"]
+    assert out_md.with_suffix(".png").stat().st_size > 0
