@@ -62,3 +62,29 @@ def test_report_json_has_the_promised_form_and_hand_checked_differences(tmp_path
     assert "L-DANN vs none: +0.100" in md
     assert json.loads(out_md.with_suffix(".json").read_text())["domains"] == payload["domains"]
     assert out_md.with_suffix(".png").stat().st_size > 0
+
+
+def _run_cli(*args: str) -> int:
+    from pathda.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code
+
+
+def test_paired_cli_says_when_the_demo_cannot_show_an_effect(tmp_path, capsys):
+    # The demo layout: <method>/seed<k>/score/scores.json; diffs +0.2, -0.1, +0.1, -0.1.
+    for seed, (none, ldann) in enumerate([((0.5, 0.6), (0.7, 0.5)), ((0.4, 0.5), (0.5, 0.4))]):
+        _scores(tmp_path / "none" / f"seed{seed}" / "score", {"t0": none[0], "t1": none[1]})
+        _scores(tmp_path / "ldann" / f"seed{seed}" / "score", {"t0": ldann[0], "t1": ldann[1]})
+    assert _run_cli("benchmark", "paired", str(tmp_path)) == 0
+    printed = capsys.readouterr().out
+    assert "BACH ldann - none: +0.025" in printed
+    assert "2 seeds x 2 test slides" in printed
+    assert "cannot be told from noise" in printed
+    assert "docs/benchmarks/shift.md" in printed
+
+
+def test_paired_cli_without_runs_is_a_user_error(tmp_path, capsys):
+    assert _run_cli("benchmark", "paired", str(tmp_path)) == 2
+    assert "no scored runs" in capsys.readouterr().err

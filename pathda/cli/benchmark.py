@@ -85,7 +85,7 @@ def paired(
             "run the workflow first (it writes <method>/seed<k>/score/scores.json)"
         )
     diff = paired_difference(a.by_pair(), b.by_pair())
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(
         f"BACH {arm} - {baseline}: {diff.mean:+.3f}  95 % CI [{diff.ci_low:+.3f}, "
         f"{diff.ci_high:+.3f}]  ({diff.n_seeds} seeds x {diff.n_slides} test slides, paired)",
