@@ -78,7 +78,7 @@ rule synth:
         n=lambda w: SETS[f"{w.group}/{w.split}"][2],
     shell:
         "{PATHDA} synth {OUT}/slides/{wildcards.group}/{wildcards.split} --prefix {wildcards.split}"
-        " --n {params.n} --domain {params.domain} --size {SYN[size]} --mpp {SYN[mpp]}"
+        " --n {params.n} --domain {params.domain} --size {SYN[size]} --slide-mpp {SYN[mpp]}"
         " --seed {params.seed} --quiet && touch {output}"
 
 
