@@ -51,6 +51,7 @@ def test_report_json_has_the_promised_form_and_hand_checked_differences(tmp_path
     assert ldann["n"] == 2
     # paired diffs 0.1, 0.2, 0.1, 0.0 -> mean 0.1; CI within [0, 0.2]
     diff = ldann["diff_vs_none"]
+    assert set(diff) == {"mean", "ci_low", "ci_high"}
     assert diff["mean"] == pytest.approx(0.1)
     assert 0.0 <= diff["ci_low"] <= diff["mean"] <= diff["ci_high"] <= 0.2 + 1e-9
     assert arms["none"]["diff_vs_none"]["mean"] == 0.0

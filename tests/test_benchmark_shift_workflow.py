@@ -56,6 +56,7 @@ def test_shift_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert set(arms) == {"none", "stain-norm", "ldann"}
     for row in arms.values():
         assert set(row) == {"bach_mean", "bach_std", "n", "diff_vs_none"}
+        assert set(row["diff_vs_none"]) == {"mean", "ci_low", "ci_high"}
         assert row["n"] == 1
         assert 0.0 <= row["bach_mean"] <= 1.0
     assert arms["none"]["diff_vs_none"]["mean"] == 0.0

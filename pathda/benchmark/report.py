@@ -82,7 +82,7 @@ def summarise(data: dict[str, Any], n_boot: int = 10_000) -> dict[str, Any]:
                 "bach_mean": _num(bach_mean),
                 "bach_std": _num(bach_std),
                 "n": len(runs.seeds),
-                "diff_vs_none": _diff_json(vs_none),
+                "diff_vs_none": _diff_json(vs_none, with_n=False),  # the promised 3 keys
             }
             acc_mean, acc_std = _mean_std(runs.seed_means("accuracy"))
             details[name] = {
@@ -119,12 +119,11 @@ def summarise(data: dict[str, Any], n_boot: int = 10_000) -> dict[str, Any]:
     return out
 
 
-def _diff_json(d: PairedDifference | None) -> dict[str, Any] | None:
+def _diff_json(d: PairedDifference | None, with_n: bool = True) -> dict[str, Any] | None:
     if d is None:
         return None
-    return {"mean": _num(d.mean), "ci_low": _num(d.ci_low), "ci_high": _num(d.ci_high)} | {
-        "n_pairs": d.n
-    }
+    out = {"mean": _num(d.mean), "ci_low": _num(d.ci_low), "ci_high": _num(d.ci_high)}
+    return out | {"n_pairs": d.n} if with_n else out
 
 
 def _alignment(runs: ArmRuns) -> dict[str, float | None]:
