@@ -46,6 +46,8 @@ class SegmentConfig:
         tile_px: dense mode: side of a block read, px at the model mpp (margins included).
         margin_px: dense mode: context read around each block's patches, px at the model
             mpp (a multiple of 32), so patches at block edges see their real neighbours.
+        max_grid_mb: refuse a slide whose output grid needs more working memory than this
+            (MB; ``grid.grid_memory_bytes``), before reading it.
     """
 
     stride: int | None = None
@@ -63,6 +65,7 @@ class SegmentConfig:
     mode: str = "patch"
     tile_px: int = 2048
     margin_px: int = 64
+    max_grid_mb: float = 4096.0
 
     RENAMED: ClassVar[Mapping[str, str]] = {"mpp_override": "slide_mpp"}
     """Old YAML keys still read (with a warning) for one release."""
@@ -88,6 +91,8 @@ class SegmentConfig:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
         if self.margin_px < 0 or self.margin_px % 32:
             raise ConfigError(f"margin_px must be a multiple of 32 px >= 0, got {self.margin_px}")
+        if not self.max_grid_mb > 0:
+            raise ConfigError(f"max_grid_mb must be > 0, got {self.max_grid_mb}")
         if self.tile_px < 32:
             raise ConfigError(f"tile_px must be >= 32 px, got {self.tile_px}")
 

@@ -84,6 +84,17 @@ def mask_shape(slide_size: IntPair, mask_downsample: int) -> IntPair:
     return math.ceil(h / mask_downsample), math.ceil(w / mask_downsample)
 
 
+def grid_memory_bytes(shape: tuple[int, int], n_classes: int) -> int:
+    """Working memory of an output grid of ``shape`` cells, for refusing absurd ones early.
+
+    Per cell: the uint8 labels, the coverage and tissue masks (1 byte each), one bool mask
+    per class while regions are traced for export, and a float32 per class of headroom for
+    the blended band and the overlay.
+    """
+    per_cell = 3 + n_classes * (1 + 4)
+    return int(shape[0]) * int(shape[1]) * per_cell
+
+
 def default_mask_downsample(stride_l0: float, cells_per_stride: int = 4) -> int:
     """Level-0 pixels per mask cell: ``cells_per_stride`` cells per stride step, at least 1.
 

@@ -38,6 +38,7 @@ from pathda.segment.overlay import OVERLAY_MAX_SIDE, blend_labels, write_overlay
 from pathda.segment.stitch import ProbabilityStitcher, ZarrProbabilityWriter
 from pathda.slide import Slide, open_slide
 from pathda.slide.naming import slide_stem
+from pathda.slide.resolution import require_not_upsampled
 from pathda.tiling.grid import tissue_fractions
 from pathda.tiling.tissue import detect_tissue
 
@@ -135,6 +136,7 @@ class _Plan:
 
 def _plan(slide: Slide, meta: InferenceCheckpoint, cfg: SegmentConfig) -> _Plan:
     slide_mpp = slide.require_mpp()
+    require_not_upsampled(slide.path, meta.mpp, slide_mpp)  # the same rule as tile's
     patch_px = meta.patch_size
     stride_px = cfg.stride or max(1, patch_px // 2)
     if stride_px > patch_px:
@@ -143,6 +145,7 @@ def _plan(slide: Slide, meta: InferenceCheckpoint, cfg: SegmentConfig) -> _Plan:
     patch_l0, stride_l0 = patch_px * scale, stride_px * scale
     ds = cfg.output_downsample or grid.default_mask_downsample(stride_l0)
     shape = grid.mask_shape(slide.dimensions, ds)
+    _require_grid_fits(slide.path, shape, meta.num_classes, ds, cfg.max_grid_mb)
     # Detect at the finer of the tissue resolution and the mask's, so clipping labels to
     # tissue is not blockier than the mask itself, but never finer than level 0.
     thumb_mpp = max(min(cfg.tissue.mpp, ds * slide_mpp), slide_mpp)
@@ -350,6 +353,19 @@ def _export(
         },
         "warnings": warns,
     }
+
+
+def _require_grid_fits(
+    slide: Path, shape: tuple[int, int], n_classes: int, ds: int, limit_mb: float
+) -> None:
+    """Refuse, before any reading, an output grid whose working memory exceeds the limit."""
+    need_mb = grid.grid_memory_bytes(shape, n_classes) / 2**20
+    if need_mb > limit_mb:
+        raise ConfigError(
+            f"{slide}: the output grid of {shape[1]} x {shape[0]} cells ({ds} level-0 px per "
+            f"cell) needs about {need_mb:.3g} MB, over the {limit_mb:.3g} MB limit; raise "
+            "`output_downsample`, or `max_grid_mb` if the memory is there"
+        )
 
 
 def _require_finite(probs: np.ndarray, slide: Path) -> None:

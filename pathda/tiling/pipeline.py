@@ -21,6 +21,7 @@ from pathda.errors import ConfigError
 from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
 from pathda.slide.naming import slide_stem
+from pathda.slide.resolution import require_not_upsampled
 from pathda.tiling.config import TileConfig
 from pathda.tiling.lock import store_lock
 from pathda.tiling.manifest import SlideSpec, resolve_inputs
@@ -35,9 +36,6 @@ from pathda.tiling.session import decide_run, jsonable
 from pathda.tiling.store import SlideRecord
 from pathda.tiling.store_writer import StoreWriter
 from pathda.tiling.worker import BlockReader, block_jobs, default_workers
-
-# Refuse target resolutions more than 2x finer than the slide: that is a wrong mpp.
-_MAX_UPSAMPLING = 0.5
 
 
 def tile_slides(
@@ -101,12 +99,7 @@ def _validate(specs: list[SlideSpec], config: TileConfig) -> None:
         with open_for_tiling(spec.slide, config.slide_mpp) as slide:
             dims = (int(slide.dimensions[0]), int(slide.dimensions[1]))
             slide_mpp = slide.require_mpp()
-        if config.mpp < _MAX_UPSAMPLING * slide_mpp:
-            raise ConfigError(
-                f"{spec.slide}: --mpp {config.mpp} µm/px is much finer than the slide's "
-                f"{slide_mpp:.4g} µm/px (patches would be upsampled); raise --mpp, or pass "
-                "--slide-mpp if the file states its resolution wrongly"
-            )
+        require_not_upsampled(spec.slide, config.mpp, slide_mpp)
         load_annotations(spec, dims, class_map, config.strict)
     if config.stain_reference is not None and not Path(config.stain_reference).is_file():
         raise ConfigError(f"{config.stain_reference}: stain reference image not found")
