@@ -179,7 +179,28 @@ def _labels_on_grid(
         step_x, step_y = grid.step * width / width0, grid.step * height / height0
     rows = nearest_indices(grid.shape[0], step_y, height)
     cols = nearest_indices(grid.shape[1], step_x, width)
-    return sample_labels(image, rows, cols, N_CLASSES)
+    n_classes = len(source.class_names) if source.class_names else N_CLASSES
+    labels = sample_labels(image, rows, cols, n_classes)
+    return _as_bach_ids(labels, source, config)
+
+
+def _as_bach_ids(labels: np.ndarray, source: LabelSource, config: ScoreConfig) -> np.ndarray:
+    """A mask's labels as BACH ids, mapping its own class names (a model's) by name.
+
+    A 3-class model (normal, benign, invasive) writes invasive as 2, which is "in situ" in
+    BACH ids; the summary's class names say what each id means.
+
+    Raises:
+        UnknownClassError: a class name that is neither a BACH class nor an alias.
+    """
+    if source.class_names is None:
+        return labels
+    class_map = _class_map(config)
+    lut = np.array(
+        [class_map.id_of(name, f"{source.path} (prediction class)") for name in source.class_names],
+        dtype=np.uint8,
+    )
+    return lut[labels]
 
 
 def _rasterise(source: LabelSource, grid: _Grid, config: ScoreConfig) -> np.ndarray:

@@ -44,6 +44,8 @@ class LabelSource:
         mask_downsample: level-0 pixels per mask pixel, when known.
         slide_path: the slide the labels belong to, when known.
         mpp: level-0 µm/px of that slide, when known.
+        class_names: what each label id of the mask means (a segment summary's model
+            classes); None = the BACH ids (0 normal, 1 benign, 2 in situ, 3 invasive).
     """
 
     stem: str
@@ -54,6 +56,7 @@ class LabelSource:
     mask_downsample: float | None = None
     slide_path: str | None = None
     mpp: float | None = None
+    class_names: tuple[str, ...] | None = None
 
 
 def label_stem(name: str) -> str:
@@ -161,6 +164,11 @@ def read_segment_summary(summary: Path) -> LabelSource:
     if not mask.is_file():
         raise ScoreInputError(f"{summary}: mask file {mask} not found; re-run pathda segment")
     mpp = data.get("mpp")
+    names = data.get("class_names")
+    if names is not None and (
+        not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)
+    ):
+        raise ScoreInputError(f"{summary}: class_names must be a list of class names")
     return LabelSource(
         stem=label_stem(summary.name),
         kind="segment",
@@ -170,6 +178,7 @@ def read_segment_summary(summary: Path) -> LabelSource:
         mask_downsample=downsample,
         slide_path=str(data["slide"]) if data.get("slide") else None,
         mpp=float(mpp) if isinstance(mpp, (int, float)) else None,
+        class_names=tuple(names) if names is not None else None,
     )
 
 
