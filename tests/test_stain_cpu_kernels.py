@@ -63,7 +63,9 @@ def test_cpu_kernels_match_torch_path_on_real_he(he_tiles, method):
     diff = np.abs(ours.astype(int) - expected.astype(int))
     # Measured: Macenko 99.99 % identical, max 1; Reinhard identical where OpenCV's LAB is the
     # exact one this CPU's cv2 uses (it may differ by one level elsewhere).
-    assert diff.max() <= 1
+    # Not asserted exact for Reinhard: on CPUs where cv2's LAB differs from ours by one level
+    # (test_stain_opencv_lab), one LAB level is up to ~3 RGB levels after the round trip.
+    assert diff.max() <= (1 if method == "macenko" else 3)
     assert (diff == 0).mean() > 0.99
     assert np.abs(ours.astype(int) - tiles).mean() > 1  # the tiles were actually changed
 
