@@ -48,6 +48,8 @@ class SegmentConfig:
             mpp (a multiple of 32), so patches at block edges see their real neighbours.
         max_grid_mb: refuse a slide whose output grid needs more working memory than this
             (MB; ``grid.grid_memory_bytes``), before reading it.
+        resume_every_s: seconds between commits of finished mask rows, from which a
+            killed run resumes (``pathda.segment.resume``); 0 commits every band.
     """
 
     stride: int | None = None
@@ -66,6 +68,7 @@ class SegmentConfig:
     tile_px: int = 2048
     margin_px: int = 64
     max_grid_mb: float = 4096.0
+    resume_every_s: float = 30.0
 
     RENAMED: ClassVar[Mapping[str, str]] = {"mpp_override": "slide_mpp"}
     """Old YAML keys still read (with a warning) for one release."""
@@ -93,6 +96,8 @@ class SegmentConfig:
             raise ConfigError(f"margin_px must be a multiple of 32 px >= 0, got {self.margin_px}")
         if not self.max_grid_mb > 0:
             raise ConfigError(f"max_grid_mb must be > 0, got {self.max_grid_mb}")
+        if self.resume_every_s < 0:
+            raise ConfigError(f"resume_every_s must be >= 0, got {self.resume_every_s}")
         if self.tile_px < 32:
             raise ConfigError(f"tile_px must be >= 32 px, got {self.tile_px}")
 

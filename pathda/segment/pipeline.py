@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 import warnings
 from collections.abc import Mapping
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 
 from pathda.annotations import write_geojson, write_imagescope_xml
-from pathda.atomic import atomic_path
 from pathda.checkpoint import InferenceCheckpoint, load_inference_checkpoint
 from pathda.device import resolve_device
 from pathda.errors import ConfigError, NonFiniteOutputError
@@ -35,6 +35,17 @@ from pathda.segment.engine import make_loader, predict_batches, predict_blocks
 from pathda.segment.export_geojson import label_regions
 from pathda.segment.export_tiff import write_label_ome_tiff
 from pathda.segment.overlay import OVERLAY_MAX_SIDE, blend_labels, write_overlay_png
+from pathda.segment.resume import (
+    ResumeState,
+    RowCheckpoint,
+    committed_rows,
+    finish_work_folder,
+    first_patch_to_run,
+    open_work_folder,
+    resume_stitcher,
+    run_fingerprint,
+    work_folder,
+)
 from pathda.segment.stitch import ProbabilityStitcher, ZarrProbabilityWriter
 from pathda.slide import Slide, open_slide
 from pathda.slide.naming import slide_stem
@@ -91,14 +102,19 @@ def segment_slide(
         stem = slide_stem(slide_path)
         final = Path(out_dir) / stem
         final.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(final) as tmp:
-            tmp.mkdir()
-            labels, warns = _infer(slide, model, meta, device, cfg, plan, tmp / stem, quiet)
+        work = work_folder(final)
+        fingerprint = run_fingerprint(slide.path, model, meta, cfg, plan)
+        state = open_work_folder(work, fingerprint)
+        try:
+            labels, warns = _infer(
+                slide, model, meta, device, cfg, plan, work / stem, quiet, state, fingerprint
+            )
             t_export = time.perf_counter()
-            summary = _export(slide, meta, cfg, plan, labels, tmp / stem, warns)
+            summary = _export(slide, meta, cfg, plan, labels, work / stem, warns)
             t_end = time.perf_counter()
             summary.update(
                 n_patches=len(plan.origins),
+                resumed_from_row=state.rows_done,
                 seconds=round(t_end - start, 3),
                 seconds_by_stage={
                     "load": round(t_plan - start, 3),
@@ -111,7 +127,14 @@ def segment_slide(
                 provenance=provenance(cfg, [slide.path], plan.slide_mpp),
                 complete=True,
             )
-            (tmp / f"{stem}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (work / f"{stem}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        except BaseException as err:
+            # Keep what a later run can resume from (Ctrl-C, or rows already committed);
+            # a run that failed before committing anything leaves nothing behind.
+            if not (isinstance(err, KeyboardInterrupt) or committed_rows(work)):
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        finish_work_folder(work, final)
     return SegmentResult(
         folder=final,
         summary=final / f"{stem}.summary.json",
@@ -175,6 +198,8 @@ def _infer(
     plan: _Plan,
     prefix: Path,
     quiet: bool,
+    state: ResumeState,
+    fingerprint: str,
 ) -> tuple[np.ndarray, list[str]]:
     class_names = list(meta.class_names)
     writer = ZarrProbabilityWriter(
@@ -190,7 +215,10 @@ def _infer(
             "note": "mean blended softmax per cell; all 0 where no patch with tissue covered it",
             "provenance": provenance(cfg, [slide.path], plan.slide_mpp),
         },
+        existing=state.rows_done > 0,
     )
+    writer.resume(state.rows_done)
+    sink = RowCheckpoint(writer, prefix.parent, fingerprint, cfg.resume_every_s)
     stitcher = ProbabilityStitcher(
         plan.mask_shape,
         len(class_names),
@@ -198,18 +226,24 @@ def _infer(
         plan.patch_l0,
         grid.get_window(cfg.window),
         plan.tissue,
-        sink=writer,
+        sink=sink,
+    )
+    sink.stitcher = stitcher
+    resume_stitcher(stitcher, state)
+    first = first_patch_to_run(
+        plan.origins, plan.patch_l0, plan.mask_downsample, plan.mask_shape[0], state.rows_done
     )
     warns: list[str] = []
     if len(plan.origins) == 0:
         warns.append(f"{slide.path}: no tissue detected; the mask is all normal")
         warnings.warn(warns[-1], UserWarning, stacklevel=3)
-    elif cfg.mode == "dense":
-        _run_dense(slide, model, meta, device, cfg, plan, stitcher, quiet)
-    else:
-        _run_patches(slide, model, meta, device, cfg, plan, stitcher, quiet)
+    elif first < len(plan.origins) and cfg.mode == "dense":
+        _run_dense(slide, model, meta, device, cfg, plan, stitcher, quiet, first)
+    elif first < len(plan.origins):
+        _run_patches(slide, model, meta, device, cfg, plan, stitcher, quiet, first)
     labels = stitcher.finish()
     writer.flush()
+    sink.commit()  # an interrupted export resumes without inference
     return labels, warns
 
 
@@ -222,15 +256,22 @@ def _run_patches(
     plan: _Plan,
     stitcher: ProbabilityStitcher,
     quiet: bool,
+    first: int = 0,
 ) -> None:
-    """Reference mode: every patch read and classified on its own."""
-    dataset = SlidePatchDataset(slide.path, plan.origins, meta.patch_size, meta.mpp, cfg.slide_mpp)
+    """Reference mode: every patch read and classified on its own.
+
+    A resumed run starts at the batch holding patch ``first``, so its batches hold the
+    same patches as an uninterrupted run's (same arithmetic, same bytes).
+    """
+    start = first // cfg.batch_size * cfg.batch_size
+    origins = plan.origins[start:]
+    dataset = SlidePatchDataset(slide.path, origins, meta.patch_size, meta.mpp, cfg.slide_mpp)
     loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, device)
     with make_progress(quiet) as progress:
-        task = progress.add_task(slide.path.name, total=len(plan.origins))
+        task = progress.add_task(slide.path.name, total=len(plan.origins), completed=start)
         for indices, probs in predict_batches(model, loader, meta.input_pipeline(), device):
             _require_finite(probs, slide.path)
-            stitcher.add(plan.origins[indices], probs)
+            stitcher.add(origins[indices], probs)
             progress.advance(task, len(indices))
     dataset.close()
 
@@ -244,11 +285,13 @@ def _run_dense(
     plan: _Plan,
     stitcher: ProbabilityStitcher,
     quiet: bool,
+    first: int = 0,
 ) -> None:
     """Dense mode: blocks of n x n patches through the fully convolutional classifier.
 
     The same patches as in patch mode (``plan.origins``) reach the stitcher, in the same
     row-major order: a band of ``n`` patch rows is handed over once all its blocks are done.
+    A resumed run starts at the band holding patch ``first``.
     """
     patch_px = meta.patch_size
     dense = build_dense_classifier(model, meta, plan.stride_px)
@@ -258,6 +301,8 @@ def _run_dense(
         cfg.tile_px, patch_px, plan.stride_px, cfg.margin_px, scale, int(cells.max()) + 1
     )
     n = layout.patches_per_side
+    start = int(np.searchsorted(cells[:, 0] // n, cells[first, 0] // n))
+    origins, cells = plan.origins[start:], cells[start:]
     blocks, patches_in_block = layout.blocks_with_patches(cells)
     band_of_patch = cells[:, 0] // n  # non-decreasing: origins are row-major
     dataset = block_dataset(slide.path, layout, blocks, meta.mpp, cfg.slide_mpp)
@@ -269,11 +314,11 @@ def _run_dense(
         rows, cols = cells[lo:hi, 0] - band * n, cells[lo:hi, 1]
         pairs = zip(rows.tolist(), cols.tolist(), strict=True)
         probs = np.stack([band_probs[c // n][r, c % n] for r, c in pairs])
-        stitcher.add(plan.origins[lo:hi], probs)
+        stitcher.add(origins[lo:hi], probs)
         band_probs.clear()
 
     with make_progress(quiet) as progress:
-        task = progress.add_task(slide.path.name, total=len(plan.origins))
+        task = progress.add_task(slide.path.name, total=len(plan.origins), completed=start)
         band = int(blocks[0, 0])
         for indices, probs in predict_blocks(
             dense, loader, meta.input_pipeline(), device, cfg.margin_px

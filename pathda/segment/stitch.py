@@ -93,6 +93,8 @@ class ProbabilityStitcher:
                     y, self._patch, self._cell, self.shape[0], self._window
                 )
             r0, wy = self._rows
+            if r0 < self._band_start:  # only when resumed: those rows are finished
+                r0, wy = self._band_start, wy[self._band_start - r0 :]
             c0, wx = self._columns(x)
             if not len(wy) or not len(wx):
                 continue
@@ -101,6 +103,16 @@ class ProbabilityStitcher:
             cs = slice(c0, c0 + len(wx))
             self._weights[rs, cs] += w2d
             self._sums[:, rs, cs] += p[:, None, None] * w2d
+
+    def start_at(self, row: int) -> None:
+        """Treat rows above ``row`` as finished (resuming; their labels are set by the caller).
+
+        Patches may then start anywhere above ``row``; their contributions to finished
+        rows are dropped, so feeding every patch that reaches ``row`` gives the same sums.
+        """
+        if self._band_start != 0 or self._last_y != -math.inf:
+            raise ValueError("start_at must be called before any patch is added")
+        self._band_start = int(row)
 
     def finish(self) -> np.ndarray:
         """Finalise every remaining row and return the label mask."""
@@ -145,10 +157,29 @@ class ZarrProbabilityWriter:
     """
 
     def __init__(
-        self, path: str | Path, num_classes: int, shape: IntPair, attributes: dict[str, Any]
+        self,
+        path: str | Path,
+        num_classes: int,
+        shape: IntPair,
+        attributes: dict[str, Any],
+        *,
+        existing: bool = False,
     ) -> None:
         h, w = shape
-        self.array = zarr.create_array(
+        if existing:  # resuming: the array and its attributes were made by the first run
+            self.array = zarr.open_array(str(path), mode="r+")
+        else:
+            self.array = self._create(path, num_classes, shape, attributes)
+        self._rows = min(PROBS_CHUNK, h)
+        self._block = -1
+        self._buffer = np.zeros((num_classes, self._rows, w), np.float16)
+
+    @staticmethod
+    def _create(
+        path: str | Path, num_classes: int, shape: IntPair, attributes: dict[str, Any]
+    ) -> zarr.Array:
+        h, w = shape
+        return zarr.create_array(
             store=str(path),
             shape=(num_classes, h, w),
             chunks=(num_classes, min(PROBS_CHUNK, h), min(PROBS_CHUNK, w)),
@@ -157,9 +188,6 @@ class ZarrProbabilityWriter:
             dimension_names=("class", "y", "x"),
             attributes=attributes,
         )
-        self._rows = min(PROBS_CHUNK, h)
-        self._block = -1
-        self._buffer = np.zeros((num_classes, self._rows, w), np.float16)
 
     def __call__(self, row: int, mean: np.ndarray) -> None:
         for offset in range(mean.shape[1]):
@@ -168,6 +196,24 @@ class ZarrProbabilityWriter:
                 self.flush()
                 self._block = block
             self._buffer[:, r] = mean[:, offset]
+
+    def write_through(self, rows_done: int) -> None:
+        """Write the buffered rows before ``rows_done`` now, keeping them buffered
+        (the chunk-row is written again, whole, when it is complete)."""
+        if self._block < 0:
+            return
+        start = self._block * self._rows
+        stop = min(rows_done, start + self._rows, self.array.shape[1])
+        if stop > start:
+            self.array[:, start:stop] = self._buffer[:, : stop - start]
+
+    def resume(self, rows_done: int) -> None:
+        """Continue after ``rows_done`` finished rows already in the array (a resumed run)."""
+        block, offset = divmod(rows_done, self._rows)
+        if offset:
+            self._block = block
+            start = block * self._rows
+            self._buffer[:, :offset] = self.array[:, start : start + offset]
 
     def flush(self) -> None:
         """Write the buffered chunk-row (call once more after the last rows)."""
