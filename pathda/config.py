@@ -46,7 +46,9 @@ def build_config(cls: type[C], *layers: Mapping[str, Any] | None, source: str = 
     Values are coerced to the field's annotated type (paths, tuples, numbers), so a
     YAML list becomes a tuple and a string a ``Path`` where the field says so. A class
     may list renamed fields in ``RENAMED = {old: new}``: old keys still work, with a
-    ``FutureWarning``, for one release.
+    ``FutureWarning``, for one release; a new name may point into a nested config
+    (``"tissue.mpp"``). Nested configs (a dataclass-typed field such as ``tissue``) take a
+    mapping and merge field by field across layers.
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
@@ -62,15 +64,33 @@ def build_config(cls: type[C], *layers: Mapping[str, Any] | None, source: str = 
                     stacklevel=2,
                 )
                 key = renamed[key]
+            key, _, sub = key.partition(".")  # "tissue.mpp": one field of a nested config
             if key not in fields:
                 valid = ", ".join(sorted(fields))
                 raise ConfigError(f"{source}: unknown option '{key}'; valid options: {valid}")
-            if value is not None:
+            if value is None:
+                continue
+            if sub:
+                value = {sub: value}
+            if _is_config_class(hints[key]) and isinstance(value, Mapping):
+                # Nested settings merge field by field across layers (YAML, then flags).
+                earlier = merged.get(key)
+                nested = dict(earlier) if isinstance(earlier, Mapping) else {}
+                nested.update({k: v for k, v in value.items() if v is not None})
+                merged[key] = nested
+            else:
                 merged[key] = _coerce(value, hints[key], f"{source}: {key}")
+    for key, value in merged.items():
+        if _is_config_class(hints[key]) and isinstance(value, Mapping):
+            merged[key] = build_config(hints[key], value, source=f"{source}: {key}")
     try:
         return cls(**merged)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def _is_config_class(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -127,3 +127,38 @@ def test_real_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(f"pathda: error: {blocker}")
+
+
+def test_tile_and_segment_share_one_tissue_settings_type():
+    from pathda.config import build_config
+    from pathda.segment import SegmentConfig
+    from pathda.tissue import TissueParams
+
+    yaml_layer = {"tissue": {"closing_um": 8.0, "threshold_bounds": [0.04, 0.1]}}
+    flags = {"tissue": {"method": None, "mpp": 4.0}}  # unset flags are None
+    tile = build_config(TileConfig, yaml_layer, flags)
+    segment = build_config(SegmentConfig, yaml_layer, flags)
+    assert (
+        tile.tissue
+        == segment.tissue
+        == TissueParams(mpp=4.0, closing_um=8.0, threshold_bounds=(0.04, 0.1))
+    )
+    assert TileConfig().tissue == SegmentConfig().tissue  # same defaults
+    assert TileConfig().grid_settings()["tissue"]["mpp"] == 8.0  # store attributes unchanged
+    with pytest.warns(FutureWarning) as caught:
+        old = build_config(TileConfig, {"tissue_mpp": 2.0, "closing_um": 4.0})
+    assert [str(w.message) for w in caught] == [
+        "config: option 'tissue_mpp' is deprecated; call it 'tissue.mpp'",
+        "config: option 'closing_um' is deprecated; call it 'tissue.closing_um'",
+    ]
+    assert old.tissue == TissueParams(mpp=2.0, closing_um=4.0)
+    with pytest.raises(ConfigError, match="tissue: unknown option 'colour'"):
+        build_config(TileConfig, {"tissue": {"colour": 1}})
+
+
+def test_nested_field_errors_show_as_flags(tmp_path, capsys):
+    argv = ["tile", str(tmp_path / "a.svs"), "--out", str(tmp_path / "t"), "--tissue-mpp", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "--tissue-mpp must be > 0 µm/px" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from pathda.tiling.store import TILE_COLUMNS
 
 SLIDE_MPP = 0.5
 # 2 µm/px = downsample 4, a level of the synthetic pyramid: reads are exact, no resampling.
-CONFIG = TileConfig(mpp=2.0, patch_size=16, min_tissue=0.5, workers=2, tissue_mpp=4.0)
+CONFIG = TileConfig(mpp=2.0, patch_size=16, min_tissue=0.5, workers=2, tissue={"mpp": 4.0})
 
 
 def make_slide(path, size=(1024, 768), discs=((400, 380, 300),), seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pathda.errors import ConfigError
-from pathda.tiling.tissue import TissueParams, detect_tissue
+from pathda.tissue import TissueParams, detect_tissue
 
 
 def _thumbnail(seed=0):
@@ -49,7 +49,7 @@ def test_mostly_tissue_is_not_split_by_otsu(fixtures_dir):
 
 
 def test_params_validated():
-    with pytest.raises(ConfigError, match="tissue method"):
+    with pytest.raises(ConfigError, match=r"unknown `tissue.method` .magic."):
         TissueParams(method="magic")
     with pytest.raises(ValueError, match="RGB"):
         detect_tissue(np.zeros((4, 4), np.uint8))

@@ -131,7 +131,7 @@ def expand_optional_values(argv: list[str]) -> list[str]:
     return out
 
 
-_FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
+_FIELD = re.compile(r"`([a-z][a-z0-9_.]*)`")
 
 
 def invoked_command(argv: Sequence[str]) -> Any:
@@ -163,7 +163,7 @@ def fields_as_flags(message: str, command: Any) -> str:
             flags[longs[0][2:].replace("-", "_")] = longs[0]
 
     def as_flag(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name = match.group(1).replace(".", "_")  # `tissue.mpp`: the --tissue-mpp flag
         for candidate in (name, name[:-1], name[:-2]):
             if candidate in flags:
                 return flags[candidate]

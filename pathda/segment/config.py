@@ -11,7 +11,7 @@ import numpy as np
 
 from pathda.errors import ConfigError
 from pathda.segment import grid
-from pathda.tiling.tissue import TissueParams
+from pathda.tissue import TissueParams
 
 MODES = ("patch", "dense")
 """Inference modes of ``segment_slide`` (see ``SegmentConfig.mode``)."""
@@ -29,10 +29,12 @@ class SegmentConfig:
         slide_mpp: level-0 µm/px forced on the slide (for files without, or with wrong, mpp);
             the same setting as ``TileConfig.slide_mpp`` (the old key ``mpp_override`` is
             still read, with a warning, for one release).
-        tissue: tissue detection settings (``pathda.tiling.tissue.TissueParams``, or a
+        tissue: tissue detection settings (``pathda.tissue.TissueParams``, the same type
+            and defaults as tiling's, or a
             mapping of its fields); the thumbnail is made finer than ``tissue.mpp`` when the
             mask is finer.
-        min_tissue_fraction: patches with less tissue than this share are skipped.
+        min_tissue_fraction: patches with less tissue than this share are skipped (lower
+            than tiling's ``min_tissue`` on purpose: every bit of tissue must be labelled).
         output_downsample: level-0 pixels per mask cell; None = a quarter of the stride
             in level-0 pixels (see ``grid.default_mask_downsample``).
         window: overlap blending window, ``gaussian`` or ``uniform`` (``grid.WINDOWS``).

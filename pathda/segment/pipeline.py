@@ -51,7 +51,7 @@ from pathda.slide import Slide, open_slide
 from pathda.slide.naming import slide_stem
 from pathda.slide.resolution import require_not_upsampled
 from pathda.tiling.grid import tissue_fractions
-from pathda.tiling.tissue import detect_tissue
+from pathda.tissue import detect_tissue
 
 LoadedModel = tuple[torch.nn.Module, InferenceCheckpoint]
 """What ``load_inference_checkpoint`` returns: (model in eval mode, its checkpoint)."""

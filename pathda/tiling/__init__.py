@@ -1,7 +1,8 @@
 """Tiling stage: whole-slide images (+ annotations) -> a zarr v3 tile store.
 
 ``tile_slides(inputs, out, config)`` writes the store; ``TileStore(out)`` reads it
-(layout in ``pathda.tiling.store``). ``detect_tissue`` is shared with segmentation.
+(layout in ``pathda.tiling.store``). Tissue detection (shared with segmentation) is
+``pathda.tissue``.
 
 Examples:
     >>> from pathda.tiling import TileConfig, TileStore, tile_slides
@@ -12,13 +13,10 @@ Examples:
 from pathda.tiling.config import TileConfig
 from pathda.tiling.pipeline import tile_slides
 from pathda.tiling.store import SlideRecord, TileStore
-from pathda.tiling.tissue import TissueParams, detect_tissue
 
 __all__ = [
     "SlideRecord",
     "TileConfig",
     "TileStore",
-    "TissueParams",
-    "detect_tissue",
     "tile_slides",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pathda.errors import ConfigError
 from pathda.tiling.grid import LabelRule
-from pathda.tiling.tissue import TissueMethod, TissueParams
+from pathda.tissue import TissueParams
 
 SPLITS = ("train", "val", "test")
 """The split names a slide can have (training uses train and val; test is held out)."""
@@ -25,11 +26,16 @@ class TileConfig:
         patch_size: patch side, pixels at ``mpp``.
         stride: grid step, pixels at ``mpp``; None = ``patch_size`` (no overlap).
         min_tissue: keep a patch when at least this share of its area is tissue (0..1].
+            Higher than segmentation's ``min_tissue_fraction`` (0.05) on purpose: a
+            training patch should show tissue, while segmentation must cover every bit
+            of tissue and skips only patches that are nearly all glass.
         label_rule: "centre" (class at the patch centre) or "majority" (most common class,
             kept only if it covers ``label_min_fraction`` of the patch).
         label_min_fraction: see ``label_rule``.
-        tissue_method, tissue_mpp, closing_um, min_object_um2, max_hole_um2: tissue
-            detection (see ``TissueParams``).
+        tissue: tissue detection (``pathda.tissue.TissueParams``, or a mapping of its
+            fields), the same settings type and defaults as segmentation's. The flat YAML
+            keys of earlier versions (``tissue_method``, ``tissue_mpp``, ``closing_um``,
+            ``min_object_um2``, ``max_hole_um2``) are still read, with a warning.
         slide_mpp: level-0 µm/px for slides whose files do not say (or say wrongly).
         class_aliases: extra annotation label names, as "NAME=CLASS".
         annotation_dir: where to look for ``<slide stem>.xml|.geojson|.json`` (path inputs);
@@ -57,11 +63,7 @@ class TileConfig:
     min_tissue: float = 0.5
     label_rule: LabelRule = "centre"
     label_min_fraction: float = 0.5
-    tissue_method: TissueMethod = "otsu-saturation"
-    tissue_mpp: float = 8.0
-    closing_um: float = 16.0
-    min_object_um2: float = 20_000.0
-    max_hole_um2: float = 20_000.0
+    tissue: TissueParams = dataclasses.field(default_factory=TissueParams)
     slide_mpp: float | None = None
     class_aliases: tuple[str, ...] = ()
     annotation_dir: Path | None = None
@@ -77,7 +79,21 @@ class TileConfig:
     strict: bool = False
     verify: bool = False
 
+    RENAMED: ClassVar[Mapping[str, str]] = {
+        "tissue_method": "tissue.method",
+        "tissue_mpp": "tissue.mpp",
+        "closing_um": "tissue.closing_um",
+        "min_object_um2": "tissue.min_object_um2",
+        "max_hole_um2": "tissue.max_hole_um2",
+    }
+    """Old YAML keys still read (with a warning) for one release."""
+
     def __post_init__(self) -> None:
+        if isinstance(self.tissue, Mapping):
+            try:
+                object.__setattr__(self, "tissue", TissueParams(**self.tissue))
+            except TypeError as err:
+                raise ConfigError(f"tissue: {err}") from None
         if not self.mpp > 0:
             raise ConfigError(f"`mpp` must be > 0 µm/px, got {self.mpp}")
         if self.patch_size < 1 or (self.stride is not None and self.stride < 1):
@@ -96,21 +112,11 @@ class TileConfig:
             raise ConfigError(f"`split` {self.split!r} is not one of {', '.join(SPLITS)}")
         if (self.stain is None) != (self.stain_reference is None):
             raise ConfigError("`stain` and `stain_reference` go together: give both or neither")
-        self.tissue_params()  # validates the tissue settings
 
     @property
     def effective_stride(self) -> int:
         """Grid step in pixels at ``mpp``."""
         return self.stride if self.stride is not None else self.patch_size
-
-    def tissue_params(self) -> TissueParams:
-        return TissueParams(
-            method=self.tissue_method,
-            mpp=self.tissue_mpp,
-            closing_um=self.closing_um,
-            min_object_um2=self.min_object_um2,
-            max_hole_um2=self.max_hole_um2,
-        )
 
     def grid_settings(self) -> dict[str, Any]:
         """Settings that decide which tiles exist and what they hold; appends must match."""
@@ -121,7 +127,7 @@ class TileConfig:
             "min_tissue": self.min_tissue,
             "label_rule": self.label_rule,
             "label_min_fraction": self.label_min_fraction,
-            "tissue": dataclasses.asdict(self.tissue_params()),
+            "tissue": dataclasses.asdict(self.tissue),
             "slide_mpp": self.slide_mpp,
             "class_aliases": list(self.class_aliases),
             "stain": self.stain,

@@ -32,7 +32,7 @@ from pathda.tiling.grid import (
 )
 from pathda.tiling.manifest import SlideSpec
 from pathda.tiling.preview import render_preview
-from pathda.tiling.tissue import detect_tissue
+from pathda.tissue import detect_tissue
 
 # Thumbnails for the tissue mask have at least this many pixels on their long side, and
 # at most this many (bounds planning memory, ~300 MB at 4096 px, for any slide size).
@@ -146,7 +146,7 @@ def plan_slide(
         slide_mpp = slide.require_mpp()
         dims = (int(slide.dimensions[0]), int(slide.dimensions[1]))
         annotations = load_annotations(spec, dims, class_map, config.strict)
-        params = config.tissue_params()
+        params = config.tissue
         long_side_um = max(dims) * slide_mpp
         thumb_mpp = max(slide_mpp, min(params.mpp, long_side_um / _MIN_THUMBNAIL_PX))
         thumb_mpp = max(thumb_mpp, long_side_um / _MAX_THUMBNAIL_PX)

@@ -54,10 +54,10 @@ class TissueParams:
     def __post_init__(self) -> None:
         if self.method not in _THRESHOLD_BOUNDS:
             raise ConfigError(
-                f"unknown tissue method {self.method!r}; choose {', '.join(_THRESHOLD_BOUNDS)}"
+                f"unknown `tissue.method` {self.method!r}; choose {', '.join(_THRESHOLD_BOUNDS)}"
             )
         if not self.mpp > 0:
-            raise ConfigError(f"tissue mask mpp must be > 0 µm/px, got {self.mpp}")
+            raise ConfigError(f"`tissue.mpp` must be > 0 µm/px, got {self.mpp}")
 
 
 def tissue_measure(rgb: np.ndarray, method: TissueMethod) -> np.ndarray:
