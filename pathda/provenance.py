@@ -22,7 +22,9 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy / torch arrays, scalars
+        return value.tolist()
+    if hasattr(value, "item") and callable(value.item):
         return value.item()
     return value
 

@@ -16,13 +16,11 @@ from pathda.evaluation.confusion import (
     iou_per_class,
     pixel_accuracy,
 )
-from pathda.evaluation.labels import CLASS_NAMES
 from pathda.evaluation.report import score_table, write_report
 from pathda.evaluation.results import ScoreConfig, ScoreReport, SlideScore
 from pathda.evaluation.scoring import score_predictions
 
 __all__ = [
-    "CLASS_NAMES",
     "ScoreConfig",
     "ScoreReport",
     "SlideScore",

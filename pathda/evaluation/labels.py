@@ -1,4 +1,4 @@
-"""Label arrays: the BACH class names, validation, and row blocks for bounded memory."""
+"""Label arrays: validation against the BACH classes, and row blocks for bounded memory."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from pathda.annotations.classmap import BACH_CLASSES
 from pathda.errors import LabelRangeError
 
-CLASS_NAMES: tuple[str, ...] = ("normal", "benign", "in situ", "invasive")
-"""BACH class names, indexed by label."""
-
-N_CLASSES = len(CLASS_NAMES)
+N_CLASSES = len(BACH_CLASSES.names)  # the BACH metric is defined on these four classes
 
 # Pixels per block: about 1 Mi keeps each temporary within the CPU cache-friendly range
 # and the memory use flat whatever the slide size.
@@ -51,7 +49,7 @@ def check_labels(labels: np.ndarray, n_classes: int = N_CLASSES, what: str = "ma
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= n_classes:
         bad = lo if lo < 0 else hi
-        names = ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES[:n_classes]))
+        names = ", ".join(f"{i} {name}" for i, name in enumerate(BACH_CLASSES.names[:n_classes]))
         raise LabelRangeError(
             f"{what}: label {bad} found; labels must be 0..{n_classes - 1} ({names})"
         )

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from pathda._types import IntPair
+from pathda.annotations.classmap import BACH_CLASSES
 from pathda.evaluation.confusion import dice_per_class, iou_per_class, pixel_accuracy
-from pathda.evaluation.labels import CLASS_NAMES
 from pathda.provenance import to_jsonable
 
 
@@ -77,7 +77,7 @@ class SlideScore:
         """IoU per class; NaN for a class absent from both truth and prediction."""
         return iou_per_class(self.confusion)
 
-    def to_dict(self, class_names: tuple[str, ...] = CLASS_NAMES) -> dict[str, Any]:
+    def to_dict(self, class_names: tuple[str, ...] = BACH_CLASSES.names) -> dict[str, Any]:
         return {
             "slide": self.slide,
             "pred": self.pred,
@@ -107,7 +107,7 @@ class ScoreReport:
     config: ScoreConfig
     slides: tuple[SlideScore, ...]
     unmatched: tuple[str, ...] = ()
-    class_names: tuple[str, ...] = CLASS_NAMES
+    class_names: tuple[str, ...] = BACH_CLASSES.names
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -32,7 +32,7 @@ from pathda.tiling.plan import (
     open_for_tiling,
     plan_slide,
 )
-from pathda.tiling.session import decide_run, jsonable
+from pathda.tiling.session import decide_run
 from pathda.tiling.store import SlideRecord
 from pathda.tiling.store_writer import StoreWriter
 from pathda.tiling.worker import BlockReader, block_jobs, default_workers
@@ -160,7 +160,7 @@ def _header(config: TileConfig, run: Any, stain: dict | None) -> dict[str, Any]:
         "mpp": config.mpp,
         "patch_size": config.patch_size,
         "stride": config.effective_stride,
-        "grid": jsonable(config.grid_settings()),
+        "grid": to_jsonable(config.grid_settings()),
         "domains": run.domains,
         "stain": stain,
         "config": to_jsonable(config),
@@ -175,7 +175,7 @@ def _stain(config: TileConfig, writer: StoreWriter | None) -> tuple[Any, dict | 
     from pathda.stain import fit_normaliser
 
     normaliser = fit_normaliser(config.stain, config.stain_reference)
-    params = jsonable(to_jsonable(normaliser.to_dict()))
+    params = to_jsonable(normaliser.to_dict())
     stored = writer.attrs.get("stain") if writer is not None else None
     if stored is not None and stored.get("params") != params:
         raise ConfigError(

@@ -32,6 +32,7 @@ from pathda.tiling.grid import (
 )
 from pathda.tiling.manifest import SlideSpec
 from pathda.tiling.preview import render_preview
+from pathda.tiling.store import UNLABELLED
 from pathda.tissue import detect_tissue
 
 # Thumbnails for the tissue mask have at least this many pixels on their long side, and
@@ -43,7 +44,6 @@ _LABEL_CELLS_PER_PATCH = 16
 _MAX_LABEL_RASTER_PX = 8192
 # Patches of one read block take at most this many bytes (bounds worker memory).
 _BLOCK_BUDGET_BYTES = 32 * 2**20
-UNLABELLED = -1
 
 
 @dataclasses.dataclass(frozen=True)

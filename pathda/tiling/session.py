@@ -15,7 +15,6 @@ Rules (checked under the store lock, before anything is written):
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from typing import Any, Literal
 import zarr
 
 from pathda.errors import ConfigError, StoreDamageError, TileStoreError
+from pathda.provenance import to_jsonable
 from pathda.tiling.integrity import damage_message, find_damage
 from pathda.tiling.manifest import SlideSpec
 from pathda.tiling.store import STORE_FORMAT, STORE_FORMAT_VERSION, TILE_COLUMNS, SlideRecord
@@ -122,13 +122,8 @@ def read_store_attrs(out: Path) -> dict[str, Any] | None:
     return attrs
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(value))
-
-
 def _check_grid(out: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
-    wanted = jsonable(wanted)
+    wanted = to_jsonable(wanted)
     diffs = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
     if diffs:
         detail = ", ".join(f"{k}: store {stored.get(k)!r} vs {wanted.get(k)!r}" for k in diffs)
