@@ -36,7 +36,11 @@ SUMMARY_FILE = "summary.json"  # mean ± std over runs, beside the run_NN folder
 
 # -- a score folder --------------------------------------------------------------------
 SCORES_FILE = "scores.json"
+SCORES_FORMAT = "pathda-scores/1"  # its "format" field
 CONFUSION_FILE = "confusion.png"
+
+# -- a segment folder: <out>/<stem>/<stem>.summary.json (+ mask, GeoJSON, overlay, ...) --
+SEGMENT_FORMAT = "pathda-segment/1"  # the summary's "format" field
 
 # -- stages of one seed in the workflow ------------------------------------------------
 TRAIN_DIR = "train"

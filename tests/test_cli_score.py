@@ -141,3 +141,22 @@ def test_bad_slide_dims_exit_2(tmp_path, capsys):
     assert run("--pred", tmp_path / "A01.png", "--truth", tmp_path / "A01.png",
                "--slide-dims", "big") == 2  # fmt: skip
     _assert_one_line_error(capsys, "WIDTHxHEIGHT")
+
+
+def test_config_score_section_sets_defaults_and_flags_win(tmp_path, capsys):
+    (tmp_path / "B07.xml").write_text(IMAGESCOPE_IN_SITU_RECT)
+    pred = np.zeros((20, 40), np.uint8)  # slide 320 x 160 at downsample 8
+    pred[:10, :10] = 2
+    tifffile.imwrite(tmp_path / "B07.mask.ome.tif", pred)
+    config = tmp_path / "run.yaml"
+    config.write_text("score:\n  downsample: 8\n  slide_size: [320, 160]\n")
+    args = ["--pred", tmp_path / "B07.mask.ome.tif", "--truth", tmp_path / "B07.xml", "-q"]
+    assert run(*args, "--config", config, "--out", tmp_path / "a") == 0
+    [slide] = json.loads((tmp_path / "a" / "scores.json").read_text())["slides"]
+    assert (slide["bach"], slide["grid"]) == (1.0, {"shape_hw": [20, 40], "downsample": 8.0})
+    assert run(*args, "--config", config, "--downsample", "16", "--out", tmp_path / "b") == 0
+    [slide] = json.loads((tmp_path / "b" / "scores.json").read_text())["slides"]
+    assert slide["grid"]["downsample"] == 16.0
+    config.write_text("score:\n  downsampling: 8\n")
+    assert run(*args, "--config", config) == 2
+    assert "unknown option 'downsampling'" in capsys.readouterr().err

@@ -11,6 +11,13 @@ from rich.console import Console
 from pathda.cli._app import QuietOption, app, class_alias_advice
 
 
+def _default(field: str) -> object:
+    # Shown defaults come from the config dataclass, so each default is written once.
+    from pathda.evaluation.results import ScoreConfig
+
+    return ScoreConfig.__dataclass_fields__[field].default
+
+
 @app.command()
 def score(
     pred: list[Path] = typer.Option(
@@ -25,8 +32,13 @@ def score(
         help="Truth: ImageScope/ASAP XML, GeoJSON, label masks or segment output. "
         "Repeat for several.",
     ),
-    downsample: float = typer.Option(
-        16.0, "--downsample", help="Scoring grid: level-0 pixels per grid pixel."
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML file whose `score:` section sets defaults."
+    ),
+    downsample: float | None = typer.Option(
+        None,
+        "--downsample",
+        help=f"Scoring grid: level-0 pixels per grid pixel (default {_default('downsample')}).",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Folder for scores.json and confusion.png."
@@ -46,17 +58,26 @@ def score(
     quiet: bool = QuietOption,
 ) -> None:
     """Score predicted label masks against annotations or masks (pairs by slide name)."""
-    from pathda.evaluation import score_predictions, score_table, write_report
+    from pathda.config import build_config, load_yaml
+    from pathda.evaluation import ScoreConfig, score_predictions, score_table, write_report
     from pathda.evaluation.grid import parse_size
 
+    cli = {
+        "downsample": downsample,
+        "slide_size": parse_size(slide_dims) if slide_dims else None,
+        "allow_missing": allow_missing or None,
+        "class_aliases": tuple(class_alias) if class_alias else None,
+    }
+    yaml_layer = load_yaml(config, "score") if config else None
+    cfg = build_config(ScoreConfig, yaml_layer, cli, source=str(config or "command line"))
     with class_alias_advice():
         report = score_predictions(
             pred,
             truth,
-            downsample,
-            slide_size=parse_size(slide_dims) if slide_dims else None,
-            allow_missing=allow_missing,
-            class_aliases=class_alias or (),
+            cfg.downsample,
+            slide_size=cfg.slide_size,
+            allow_missing=cfg.allow_missing,
+            class_aliases=cfg.class_aliases,
             quiet=quiet,
         )
     for path in report.unmatched:

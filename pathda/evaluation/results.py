@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from pathda import layout
 from pathda._types import IntPair
 from pathda.annotations.classmap import BACH_CLASSES
 from pathda.evaluation.confusion import dice_per_class, iou_per_class, pixel_accuracy
@@ -135,6 +136,7 @@ class ScoreReport:
         """JSON-ready form (undefined scores become ``None``)."""
         names = self.class_names
         return {
+            "format": layout.SCORES_FORMAT,
             "metric": "BACH Part B: 1 - sum|p-g| / sum max(g, 3-g) over pixels where p>0 or g>0",
             "class_names": list(names),
             "slides": [s.to_dict(names) for s in self.slides],

@@ -24,6 +24,7 @@ from pathda.annotations import write_geojson, write_imagescope_xml
 from pathda.checkpoint import InferenceCheckpoint, load_inference_checkpoint
 from pathda.device import resolve_device
 from pathda.errors import ConfigError, NonFiniteOutputError
+from pathda.layout import SEGMENT_FORMAT
 from pathda.progress import make_progress
 from pathda.provenance import provenance, to_jsonable
 from pathda.segment import grid
@@ -113,6 +114,7 @@ def segment_slide(
             summary = _export(slide, meta, cfg, plan, labels, work / stem, warns)
             t_end = time.perf_counter()
             summary.update(
+                format=SEGMENT_FORMAT,
                 n_patches=len(plan.origins),
                 resumed_from_row=state.rows_done,
                 seconds=round(t_end - start, 3),
