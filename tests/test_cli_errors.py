@@ -162,3 +162,35 @@ def test_nested_field_errors_show_as_flags(tmp_path, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert "--tissue-mpp must be > 0 µm/px" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["tile", "train", "segment", "score"])
+def test_help_shows_the_config_defaults(command, capsys, monkeypatch):
+    from pathda.cli._app import _CONFIG_FLAGS
+
+    monkeypatch.setenv("COLUMNS", "300")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "{default}" not in text
+    flags = _CONFIG_FLAGS[command]
+    config = flags.config_class()()
+    if command == "tile":
+        assert f"(default {config.patch_size})" in text
+        assert f"(default {config.tissue.method})" in text
+    if command == "train":
+        assert f"(default {config.batch_size})" in text
+    if command == "segment":
+        assert f"(default {config.window})" in text
+    if command == "score":
+        assert f"(default {config.downsample:g})" in text
+
+
+def test_only_given_flags_reach_the_config(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("tile:\n  patch_size: 16\n  tissue: {mpp: 4.0}\n  min_tissue: 2\n")
+    argv = ["tile", str(tmp_path / "a.svs"), "--out", str(tmp_path / "t"), "--config", str(config)]
+    with pytest.raises(SystemExit) as exit_info:  # the YAML value is not masked by a flag default
+        main([*argv, "--tissue-method", "otsu-od"])
+    assert exit_info.value.code == 2
+    assert "must be in (0, 1], got 2.0" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from pathda.cli._app import (
     app,
     expand_optional_values,
     fields_as_flags,
+    fill_default_help,
     invoked_command,
 )
 from pathda.errors import PathdaError
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = WarningPrinter()
     args = expand_optional_values(sys.argv[1:] if argv is None else list(argv))
     try:
+        if {"--help", "-h"} & set(args):
+            fill_default_help()
         rc = app(args=args, standalone_mode=False, prog_name="pathda")
     except PathdaError as err:
         command = invoked_command(args)

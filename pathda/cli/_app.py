@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import logging
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -170,3 +173,96 @@ def fields_as_flags(message: str, command: Any) -> str:
         return match.group(0)
 
     return _FIELD.sub(as_flag, message)
+
+
+# -- flags derived from a stage's config dataclass ------------------------------------------
+_SOURCES_GIVEN = ("COMMANDLINE", "ENVIRONMENT")
+_CONFIG_FLAGS: dict[str, ConfigFlags] = {}
+
+
+class ConfigFlags:
+    """How one command's flags set the fields of its stage config, written once.
+
+    A flag sets the config field of its parameter's name unless ``renames`` says otherwise
+    (``{"workers": "num_workers", "tissue_mpp": "tissue.mpp"}``: a dotted name is a field of
+    a nested config). Only flags given on the command line are passed on, so the YAML
+    section and then the dataclass supply everything else: each default lives in the
+    dataclass, and help texts show it through a ``{default}`` placeholder, filled in from
+    the dataclass only when help is asked for (the config modules import torch/zarr).
+
+    Args:
+        command: The command's name (its function's name).
+        config: ``"module:Class"`` of the stage config, imported when first needed.
+        renames: Parameter -> field, where they differ.
+        convert: Parameter -> function turning the flag's text into the field's value.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        config: str,
+        renames: Mapping[str, str] | None = None,
+        convert: Mapping[str, Callable[[Any], Any]] | None = None,
+    ) -> None:
+        self.command, self.config = command, config
+        self.renames = dict(renames or {})
+        self.convert = dict(convert or {})
+        _CONFIG_FLAGS[command] = self
+
+    def config_class(self) -> type:
+        module, _, name = self.config.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def field_of(self, param: str) -> str:
+        return self.renames.get(param, param)
+
+    def given(self, ctx: Any) -> dict[str, Any]:
+        """``{field: value}`` of the flags given on the command line (nested as dicts)."""
+        fields = {f.name for f in dataclasses.fields(self.config_class())}
+        values: dict[str, Any] = {}
+        for param, value in ctx.params.items():
+            source = ctx.get_parameter_source(param)
+            if getattr(source, "name", None) not in _SOURCES_GIVEN:
+                continue
+            head, _, sub = self.field_of(param).partition(".")
+            if head not in fields:
+                continue  # a flag of the command, not of the config (--out, --quiet, ...)
+            if param in self.convert:
+                value = self.convert[param](value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            if sub:
+                values.setdefault(head, {})[sub] = value
+            else:
+                values[head] = value
+        return values
+
+    def default_of(self, param: str) -> Any:
+        """The config's default for the field a parameter sets."""
+        cls: Any = self.config_class()
+        value: Any = cls()
+        for part in self.field_of(param).split("."):
+            value = getattr(value, part)
+        return value
+
+
+def fill_default_help() -> None:
+    """Put each config default into the ``{default}`` of its flag's help (``--help`` only)."""
+    for info in app.registered_commands:
+        flags = _CONFIG_FLAGS.get(info.callback.__name__) if info.callback else None
+        if flags is None:
+            continue
+        for name, param in inspect.signature(info.callback).parameters.items():
+            text = getattr(param.default, "help", None)
+            if isinstance(text, str) and "{default}" in text:
+                param.default.help = text.replace("{default}", _shown(flags.default_of(name)))
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, (tuple, list)):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)

@@ -8,18 +8,25 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pathda.cli._app import QuietOption, app, class_alias_advice
+from pathda.cli._app import ConfigFlags, QuietOption, app, class_alias_advice
+
+FLAGS = ConfigFlags(
+    "score",
+    "pathda.evaluation.results:ScoreConfig",
+    renames={"slide_dims": "slide_size", "class_alias": "class_aliases"},
+    convert={"slide_dims": lambda text: parse_size(text)},
+)
 
 
-def _default(field: str) -> object:
-    # Shown defaults come from the config dataclass, so each default is written once.
-    from pathda.evaluation.results import ScoreConfig
+def parse_size(text: str):
+    from pathda.evaluation.grid import parse_size as parse
 
-    return ScoreConfig.__dataclass_fields__[field].default
+    return parse(text)
 
 
 @app.command()
 def score(
+    ctx: typer.Context,
     pred: list[Path] = typer.Option(
         ...,
         "--pred",
@@ -38,7 +45,7 @@ def score(
     downsample: float | None = typer.Option(
         None,
         "--downsample",
-        help=f"Scoring grid: level-0 pixels per grid pixel (default {_default('downsample')}).",
+        help="Scoring grid: level-0 pixels per grid pixel (default {default}).",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Folder for scores.json and confusion.png."
@@ -60,14 +67,8 @@ def score(
     """Score predicted label masks against annotations or masks (pairs by slide name)."""
     from pathda.config import build_config, load_yaml
     from pathda.evaluation import ScoreConfig, score_predictions, score_table, write_report
-    from pathda.evaluation.grid import parse_size
 
-    cli = {
-        "downsample": downsample,
-        "slide_size": parse_size(slide_dims) if slide_dims else None,
-        "allow_missing": allow_missing or None,
-        "class_aliases": tuple(class_alias) if class_alias else None,
-    }
+    cli = FLAGS.given(ctx)
     yaml_layer = load_yaml(config, "score") if config else None
     cfg = build_config(ScoreConfig, yaml_layer, cli, source=str(config or "command line"))
     with class_alias_advice():

@@ -8,11 +8,31 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pathda.cli._app import DeprecatedMppOption, QuietOption, app, renamed_flag, slide_mpp_option
+from pathda.cli._app import (
+    ConfigFlags,
+    DeprecatedMppOption,
+    QuietOption,
+    app,
+    renamed_flag,
+    slide_mpp_option,
+)
+
+FLAGS = ConfigFlags(
+    "segment",
+    "pathda.segment.config:SegmentConfig",
+    renames={
+        "workers": "num_workers",
+        "min_area": "min_region_area_um2",
+        "xml": "write_xml",
+        "tile": "tile_px",
+        "margin": "margin_px",
+    },
+)
 
 
 @app.command()
 def segment(
+    ctx: typer.Context,
     slides: list[Path] = typer.Argument(..., help="Slide files (any format pathda can open)."),
     model: Path = typer.Option(..., "--model", "-m", help="Inference checkpoint (.pt)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; one sub-folder per slide."),
@@ -23,13 +43,13 @@ def segment(
         None, "--stride", help="Patch step in px at the model's mpp (default: patch size / 2)."
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Patches per batch (default: 64)."
+        None, "--batch-size", help="Patches per batch (default {default})."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="Slide-reading processes (default: 2)."
+        None, "--workers", help="Slide-reading processes (default {default})."
     ),
     device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."
+        None, "--device", help="auto, cpu, cuda or cuda:N (default {default})."
     ),
     slide_mpp: float | None = slide_mpp_option(),
     mpp: float | None = DeprecatedMppOption,
@@ -41,25 +61,26 @@ def segment(
     min_area: float | None = typer.Option(
         None,
         "--min-area",
-        help="Drop GeoJSON/XML regions smaller than this many µm² (default: 2500).",
+        help="Drop GeoJSON/XML regions smaller than this many µm² (default {default}).",
     ),
     window: str | None = typer.Option(
-        None, "--window", help="Overlap blending window: gaussian or uniform (default: gaussian)."
+        None, "--window", help="Overlap blending window: gaussian or uniform (default {default})."
     ),
     xml: bool = typer.Option(False, "--xml", help="Also write ImageScope XML annotations."),
     mode: str | None = typer.Option(
         None,
         "--mode",
-        help="patch (each patch on its own; default) or dense (the classifier run fully "
-        "convolutionally over blocks; timm ResNets, stride a multiple of 16).",
+        help="patch (each patch on its own) or dense (the classifier run fully "
+        "convolutionally over blocks; timm ResNets, stride a multiple of 16); default "
+        "{default}.",
     ),
     tile: int | None = typer.Option(
-        None, "--tile", help="Dense mode: block side in px at the model's mpp (default: 2048)."
+        None, "--tile", help="Dense mode: block side in px at the model's mpp (default {default})."
     ),
     margin: int | None = typer.Option(
         None,
         "--margin",
-        help="Dense mode: context around each block in px at the model's mpp (default: 64).",
+        help="Dense mode: context around each block in px at the model's mpp (default {default}).",
     ),
     quiet: bool = QuietOption,
 ) -> None:
@@ -69,20 +90,8 @@ def segment(
     from pathda.device import resolve_device
     from pathda.segment import SegmentConfig, segment_slide
 
-    cli = {
-        "stride": stride,
-        "batch_size": batch_size,
-        "num_workers": workers,
-        "device": device,
-        "slide_mpp": renamed_flag(mpp, slide_mpp, "--mpp", "--slide-mpp"),
-        "output_downsample": output_downsample,
-        "min_region_area_um2": min_area,
-        "window": window,
-        "write_xml": xml or None,
-        "mode": mode,
-        "tile_px": tile,
-        "margin_px": margin,
-    }
+    cli = FLAGS.given(ctx)
+    cli["slide_mpp"] = renamed_flag(mpp, cli.get("slide_mpp"), "--mpp", "--slide-mpp")
     defaults = load_yaml(config, "segment") if config else {}
     cfg = build_config(SegmentConfig, defaults, cli, source=str(config or "options"))
     loaded = load_inference_checkpoint(model, resolve_device(cfg.device))

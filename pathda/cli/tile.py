@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from pathda.cli._app import (
+    ConfigFlags,
     QuietOption,
     WarningPrinter,
     app,
@@ -17,9 +18,20 @@ from pathda.cli._app import (
 )
 from pathda.errors import AllRegionsSkippedWarning
 
+FLAGS = ConfigFlags(
+    "tile",
+    "pathda.tiling.config:TileConfig",
+    renames={
+        "class_alias": "class_aliases",
+        "tissue_method": "tissue.method",
+        "tissue_mpp": "tissue.mpp",
+    },
+)
+
 
 @app.command()
 def tile(
+    ctx: typer.Context,
     inputs: list[str] = typer.Argument(
         None,
         help="Slide files, globs (quote them) or CSV manifests (slide,annotation,domain,split).",
@@ -33,26 +45,29 @@ def tile(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML file whose `tile:` section sets defaults."
     ),
-    mpp: float | None = typer.Option(
-        None, help="Patch resolution, µm/px (default 1.868 = 4 x 0.467)."
+    mpp: float | None = typer.Option(None, help="Patch resolution, µm/px (default {default})."),
+    patch_size: int | None = typer.Option(
+        None, help="Patch side, px at --mpp (default {default})."
     ),
-    patch_size: int | None = typer.Option(None, help="Patch side, px at --mpp (default 64)."),
     stride: int | None = typer.Option(
         None, help="Grid step, px at --mpp (default: patch size; smaller = overlap)."
     ),
     min_tissue: float | None = typer.Option(
         None,
-        help="Keep patches whose tissue share of the area is at least this (0-1, default 0.5).",
+        help="Keep patches whose tissue share of the area is at least this (0-1, default "
+        "{default}).",
     ),
     label_rule: str | None = typer.Option(
-        None, help="centre (class at the patch centre, default) | majority."
+        None, help="centre (class at the patch centre) | majority (default {default})."
     ),
     label_min_fraction: float | None = typer.Option(
-        None, help="Majority rule: least share of the winning class (0-1, default 0.5)."
+        None, help="Majority rule: least share of the winning class (0-1, default {default})."
     ),
-    tissue_method: str | None = typer.Option(None, help="otsu-saturation (default) | otsu-od."),
+    tissue_method: str | None = typer.Option(
+        None, help="otsu-saturation | otsu-od (default {default})."
+    ),
     tissue_mpp: float | None = typer.Option(
-        None, help="Resolution of the tissue-mask thumbnail, µm/px (default 8)."
+        None, help="Resolution of the tissue-mask thumbnail, µm/px (default {default})."
     ),
     slide_mpp: float | None = slide_mpp_option(),
     annotation_dir: Path | None = typer.Option(
@@ -61,12 +76,12 @@ def tile(
     domain: str | None = typer.Option(
         None, help="Domain of path inputs (default: source if annotated, else target)."
     ),
-    split: str | None = typer.Option(None, help="Split of path inputs (default train)."),
+    split: str | None = typer.Option(None, help="Split of path inputs (default {default})."),
     class_alias: list[str] | None = typer.Option(
         None, "--class-alias", help="Extra label name, NAME=CLASS; repeatable."
     ),
     workers: int | None = typer.Option(None, help="Parallel readers (default: one per core)."),
-    parallel: str | None = typer.Option(None, help="thread (default) | process."),
+    parallel: str | None = typer.Option(None, help="thread | process (default {default})."),
     append: bool = typer.Option(False, "--append", help="Add slides to an existing store."),
     stain: str | None = typer.Option(
         None, help="Stain normalisation: macenko | reinhard | vahadane."
@@ -99,28 +114,7 @@ def tile(
     sources = [*(inputs or []), *(str(m) for m in manifest or [])]
     if not sources:
         raise ConfigError("no slides given; pass slide files, globs or --manifest CSV")
-    cli = {
-        "mpp": mpp,
-        "patch_size": patch_size,
-        "stride": stride,
-        "min_tissue": min_tissue,
-        "label_rule": label_rule,
-        "label_min_fraction": label_min_fraction,
-        "tissue": {"method": tissue_method, "mpp": tissue_mpp},
-        "slide_mpp": slide_mpp,
-        "annotation_dir": annotation_dir,
-        "domain": domain,
-        "split": split,
-        "class_aliases": tuple(class_alias) if class_alias else None,
-        "workers": workers,
-        "parallel": parallel,
-        "append": append or None,
-        "stain": stain,
-        "stain_reference": stain_reference,
-        "preview": preview or None,
-        "strict": strict or None,
-        "verify": verify or None,
-    }
+    cli = FLAGS.given(ctx)
     yaml_layer = load_yaml(config, "tile") if config else None
     cfg = build_config(TileConfig, yaml_layer, cli, source=str(config or "command line"))
     printer = WarningPrinter()

@@ -8,23 +8,38 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pathda.cli._app import QuietOption, app, optional_value
+from pathda.cli._app import ConfigFlags, QuietOption, app, optional_value
 
 # `--pretrained` alone means timm's default weights (typer has no optional option values).
 optional_value("--pretrained", "default", lambda v: v == "default" or v.startswith("hf-hub:"))
 
 
+FLAGS = ConfigFlags(
+    "train",
+    "pathda.train.config:TrainConfig",
+    renames={
+        "tap": "taps",
+        "source_domain": "source_domains",
+        "target_domain": "target_domains",
+        "workers": "num_workers",
+    },
+)
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     store: Path = typer.Argument(..., help="Tile store written by `pathda tile` (zarr folder)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for checkpoints and logs."),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML file whose `train:` section sets defaults."
     ),
     method: str | None = typer.Option(
-        None, help="Adaptation method registered in pathda.adapt (unknown names list them)."
+        None,
+        help="Adaptation method registered in pathda.adapt, default {default} (unknown names "
+        "list the others).",
     ),
-    arch: str | None = typer.Option(None, help="timm architecture, e.g. seresnet50."),
+    arch: str | None = typer.Option(None, help="timm architecture (default {default})."),
     pretrained: str | None = typer.Option(
         None,
         "--pretrained",
@@ -47,14 +62,20 @@ def train(
     tap: list[str] | None = typer.Option(
         None, "--tap", help="Module name (model.named_modules()) to attach a head to; repeatable."
     ),
-    granularity: str | None = typer.Option(None, help="Default taps: block | stage."),
-    epochs: int | None = typer.Option(None, help="Number of epochs (paper: 100)."),
+    granularity: str | None = typer.Option(
+        None, help="Default taps: block | stage (default {default})."
+    ),
+    epochs: int | None = typer.Option(None, help="Number of epochs (default {default})."),
     steps_per_epoch: int | None = typer.Option(None, help="Steps per epoch (0: one source pass)."),
-    batch_size: int | None = typer.Option(None, help="Tiles per domain per step."),
-    lr: float | None = typer.Option(None, help="SGD learning rate (paper: 1e-3)."),
+    batch_size: int | None = typer.Option(
+        None, help="Tiles per domain per step (default {default})."
+    ),
+    lr: float | None = typer.Option(None, help="SGD learning rate (default {default})."),
     layer_weight: float | None = typer.Option(None, help="Weight of each layer's domain loss."),
-    grl_schedule: str | None = typer.Option(None, help="constant | ganin."),
-    n_critic: int | None = typer.Option(None, help="L-WASS critic steps per generator step."),
+    grl_schedule: str | None = typer.Option(None, help="constant | ganin (default {default})."),
+    n_critic: int | None = typer.Option(
+        None, help="L-WASS critic steps per generator step (default {default})."
+    ),
     source_domain: list[str] | None = typer.Option(None, "--source-domain", help="Repeatable."),
     target_domain: list[str] | None = typer.Option(None, "--target-domain", help="Repeatable."),
     stain_params: Path | None = typer.Option(
@@ -66,9 +87,11 @@ def train(
     stain_jitter: str | None = typer.Option(
         None, "--stain-jitter", help="mild | strong (HED + HSV jitter, Tellez et al. 2019)."
     ),
-    workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
-    device: str | None = typer.Option(None, help="auto | cpu | cuda."),
-    seed: int | None = typer.Option(None, help="Seed of the first run."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="DataLoader worker processes (default {default})."
+    ),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N (default {default})."),
+    seed: int | None = typer.Option(None, help="Seed of the first run (default {default})."),
     runs: int = typer.Option(1, help="Repeats with seeds seed, seed+1, ... (paper: 10)."),
     tensorboard: bool | None = typer.Option(None, "--tensorboard/--no-tensorboard"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
@@ -79,35 +102,7 @@ def train(
     from pathda.train import TrainConfig
     from pathda.train import train as run_training
 
-    cli = {
-        "store": store,
-        "method": method,
-        "arch": arch,
-        "pretrained": pretrained,
-        "weights": weights,
-        "finetune": finetune,
-        "finetune_blocks": finetune_blocks,
-        "layer_decay": layer_decay,
-        "grad_checkpointing": grad_checkpointing,
-        "taps": tuple(tap) if tap else None,
-        "granularity": granularity,
-        "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "batch_size": batch_size,
-        "lr": lr,
-        "layer_weight": layer_weight,
-        "grl_schedule": grl_schedule,
-        "n_critic": n_critic,
-        "source_domains": tuple(source_domain) if source_domain else None,
-        "target_domains": tuple(target_domain) if target_domain else None,
-        "stain_params": stain_params,
-        "augment": augment,
-        "stain_jitter": stain_jitter,
-        "num_workers": workers,
-        "device": device,
-        "seed": seed,
-        "tensorboard": tensorboard,
-    }
+    cli = FLAGS.given(ctx)
     yaml_layer = load_yaml(config, "train") if config else None
     cfg = build_config(TrainConfig, yaml_layer, cli, source=str(config or "command line"))
     results = run_training(cfg, out, runs=runs, resume=resume, quiet=quiet)
