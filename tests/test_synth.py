@@ -171,12 +171,18 @@ def test_cli_writes_slides_per_domain(tmp_path, capsys) -> None:
                 "lab-a,lab-b",
                 "--size",
                 "320x256",
+                "--slide-mpp",
+                "0.5",
                 "--quiet",
                 "--montage",
                 str(tmp_path / "m.png"),
             ]
         )
     assert exc.value.code == 0
+    from pathda.slide import open_slide
+
+    with open_slide(tmp_path / "lab-a_00.tiff") as slide:
+        assert slide.require_mpp() == pytest.approx(0.5)
     names = sorted(p.name for p in tmp_path.glob("*.tiff"))
     assert names == ["lab-a_00.tiff", "lab-b_00.tiff"]
     assert (tmp_path / "m.png").exists()
