@@ -82,10 +82,12 @@ def test_interrupt_exits_130_with_a_message(command, capsys, exc):
     assert capsys.readouterr().err == "pathda: interrupted\n"
 
 
-def test_generic_exception_is_not_swallowed(command):
-    # A bug keeps its own traceback (not an AttributeError from the handler).
-    with pytest.raises(ZeroDivisionError):
-        command(ZeroDivisionError("bug"))
+def test_generic_exception_keeps_its_traceback_and_is_called_a_bug(command, capsys):
+    # A bug keeps its own traceback (not an AttributeError from the handler), then one line.
+    assert command(ZeroDivisionError("bug")) == 1
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError: bug" in err
+    assert err.strip().splitlines()[-1].startswith("pathda: this is a bug, please report it")
 
 
 @pytest.mark.parametrize(
@@ -194,3 +196,19 @@ def test_only_given_flags_reach_the_config(tmp_path, capsys):
         main([*argv, "--tissue-method", "otsu-od"])
     assert exit_info.value.code == 2
     assert "must be in (0, 1], got 2.0" in capsys.readouterr().err
+
+
+def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, capsys, monkeypatch):
+    import pathda.report
+
+    def broken(*args, **kwargs):
+        raise ValueError("features of rank 3, expected 4")  # an invariant, not a user error
+
+    monkeypatch.setattr(pathda.report, "build_report", broken)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert "ValueError: features of rank 3, expected 4" in err
+    assert err.strip().splitlines()[-1].startswith("pathda: this is a bug, please report it")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import traceback
 import warnings
 
 import typer
@@ -38,6 +39,7 @@ _register_commands()
 # Abort lives in typer.exceptions (public as typer.Abort), not in typer._click.
 _ABORTS = (typer.Abort, KeyboardInterrupt)
 _INTERRUPTED = 130  # typer turns Ctrl-C into Exit(130)
+_BUG_ADVICE = "with the traceback above and the command you ran"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:  # read-only output, full disk, ...: the user can fix it
         print(f"pathda: error: {_os_error_message(err, args)}", file=sys.stderr)
         sys.exit(2)
+    except Exception:  # a broken invariant: a bug in pathda, whose traceback says where
+        traceback.print_exc()
+        print(f"pathda: this is a bug, please report it {_BUG_ADVICE}", file=sys.stderr)
+        sys.exit(1)
     if rc == _INTERRUPTED:
         print("pathda: interrupted", file=sys.stderr)
     sys.exit(rc if isinstance(rc, int) else 0)
