@@ -33,6 +33,7 @@ from pathda.atomic import atomic_path
 from pathda.device import resolve_device
 from pathda.errors import CheckpointError, PathdaError
 from pathda.models.input_config import ModelInputConfig
+from pathda.provenance import to_jsonable
 
 if TYPE_CHECKING:
     from pathda.model_input import InputPipeline
@@ -144,13 +145,13 @@ class InferenceCheckpoint:
         return {
             "format": CHECKPOINT_FORMAT,
             "arch": self.arch,
-            "timm_kwargs": _plain(self.timm_kwargs),
+            "timm_kwargs": to_jsonable(self.timm_kwargs),
             "class_map": self.class_map.to_dict(),
             "mpp": self.mpp,
             "patch_size": self.patch_size,
-            "stain": _plain(self.stain),
+            "stain": to_jsonable(self.stain),
             "normalise": self.input_config.to_dict(),
-            "provenance": _plain(self.provenance),
+            "provenance": to_jsonable(self.provenance),
             "weights_sha256": weights_sha256(tensors),
             "state_dict": tensors,
         }
@@ -342,14 +343,3 @@ def upgrade_checkpoint(old: str | Path, new: str | Path) -> Path:
     with atomic_path(new) as tmp:
         torch.save(checkpoint.to_payload(state_dict), tmp)
     return new
-
-
-def _plain(value: Any) -> Any:
-    """Numpy arrays/scalars -> lists/floats, so the file loads with ``weights_only=True``."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if type(value).__module__ == "numpy":
-        return value.tolist()
-    return value
