@@ -32,7 +32,7 @@ def score_rule(
 ) -> Path:
     """Score ``rule`` on each slide against its truth; writes ``out_dir/scores.json``.
 
-    The tissue mask is pathda's tiling tissue detector on a thumbnail at ``downsample``.
+    The tissue mask is pathda.tissue.detect_tissue on a thumbnail at ``downsample``.
     Masks are written as ``out_dir/masks/<stem>_mask.png`` and scored with ``pathda
     score``'s code, so the numbers are comparable with the arms'.
     """
@@ -40,7 +40,7 @@ def score_rule(
 
     from pathda.evaluation import score_predictions, write_report
     from pathda.slide import open_slide
-    from pathda.tiling.tissue import detect_tissue
+    from pathda.tissue import detect_tissue
 
     out_dir = Path(out_dir)
     mask_dir = out_dir / "masks"
