@@ -212,3 +212,34 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, capsys, monke
     assert "Traceback (most recent call last)" in err
     assert "ValueError: features of rank 3, expected 4" in err
     assert err.strip().splitlines()[-1].startswith("pathda: this is a bug, please report it")
+
+
+def test_train_and_tile_flags_reach_their_config_fields(tmp_path, monkeypatch):
+    import pathda.tiling
+    import pathda.train
+
+    seen = {}
+    monkeypatch.setattr(pathda.train, "train", lambda cfg, out, **kw: seen.setdefault("t", cfg))
+    argv = ["train", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "o"), "-q"]
+    flags = ["--workers", "1", "--tap", "layer1", "--target-domain", "b", "--no-augment"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, *flags, "--method", "ldann", "--lr", "0.01"])
+    assert exit_info.value.code == 0
+    cfg = seen["t"]
+    assert (cfg.num_workers, cfg.taps, cfg.target_domains) == (1, ("layer1",), ("b",))
+    assert (cfg.augment, cfg.method, cfg.lr) == (False, "ldann", 0.01)
+    assert cfg.store == tmp_path / "s.zarr"
+    assert cfg.batch_size == pathda.train.TrainConfig().batch_size  # not given: the default
+
+    def fake_tile(sources, out, cfg, quiet):
+        seen["tile"] = cfg
+        return out
+
+    monkeypatch.setattr(pathda.tiling, "tile_slides", fake_tile)
+    argv = ["tile", "a.svs", "--out", str(tmp_path / "t"), "--class-alias", "x=benign"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--tissue-mpp", "4", "--append", "-q"])
+    assert exit_info.value.code == 0
+    cfg = seen["tile"]
+    assert (cfg.class_aliases, cfg.tissue.mpp, cfg.append) == (("x=benign",), 4.0, True)
+    assert cfg.tissue.method == TileConfig().tissue.method

@@ -160,3 +160,12 @@ def test_config_score_section_sets_defaults_and_flags_win(tmp_path, capsys):
     config.write_text("score:\n  downsampling: 8\n")
     assert run(*args, "--config", config) == 2
     assert "unknown option 'downsampling'" in capsys.readouterr().err
+
+
+def test_library_advice_names_this_commands_flags(tmp_path, capsys):
+    (tmp_path / "B07.xml").write_text(IMAGESCOPE_IN_SITU_RECT)
+    write_png(tmp_path / "B07_mask.png", np.zeros((10, 20)))
+    assert run("--pred", tmp_path / "B07_mask.png", "--truth", tmp_path / "B07.xml", "-q") == 2
+    err = capsys.readouterr().err
+    assert "set --slide-dims (WIDTHxHEIGHT)" in err
+    assert "`" not in err

@@ -136,7 +136,7 @@ def test_imagescope_xml_truth_rasterised_on_the_grid(tmp_path):
 def test_annotations_without_a_level0_size_are_refused(tmp_path):
     (tmp_path / "A01.xml").write_text(IMAGESCOPE_INVASIVE_RECT)
     write_png(tmp_path / "A01_mask.png", np.zeros((20, 40), np.uint8))
-    with pytest.raises(ScoreInputError, match=r"A01\.xml: .*--slide-dims"):
+    with pytest.raises(ScoreInputError, match=r"A01\.xml: .*`slide_size`"):
         score_predictions(tmp_path / "A01_mask.png", tmp_path / "A01.xml")
 
 
@@ -157,7 +157,7 @@ def test_segment_mask_size_must_fit_its_summary(tmp_path):
 def test_slide_dims_disagreeing_with_a_summary_are_refused(tmp_path):
     write_segment_output(tmp_path, "A01", np.zeros((48, 64), np.uint8), 4, (256, 192))
     write_png(tmp_path / "t" / "A01.png", np.zeros((48, 64), np.uint8))
-    with pytest.raises(ScoreInputError, match="--slide-dims 100x100 disagrees"):
+    with pytest.raises(ScoreInputError, match="`slide_size` 100x100 disagrees"):
         score_predictions(tmp_path / "A01", tmp_path / "t", slide_size=(100, 100))
 
 

@@ -121,7 +121,7 @@ def test_pairing_by_stem_and_unmatched_inputs(tmp_path):
     truths = [*discover_sources([_png(tmp_path / "t" / "A01.png")], "t")]
     (tmp_path / "A03.xml").write_text("")
     truths += discover_sources([tmp_path / "A03.xml"], "t")
-    with pytest.raises(ScoreInputError, match=r"A02_mask\.png.*A03\.xml.*--allow-missing"):
+    with pytest.raises(ScoreInputError, match=r"A02_mask\.png.*A03\.xml.*`allow_missing`"):
         pair_sources(preds, truths)
     pairs, unmatched = pair_sources(preds, truths, allow_missing=True)
     assert [(p.stem, t.stem) for p, t in pairs] == [("A01", "A01")]
@@ -133,7 +133,7 @@ def test_no_common_stem_fails_even_with_allow_missing(tmp_path):
     truths = discover_sources([_png(tmp_path / "t" / "B01.png")], "t")
     with pytest.raises(ScoreInputError, match="no slide stem matches") as info:
         pair_sources(preds, truths, allow_missing=True)
-    assert "--allow-missing" not in str(info.value)  # it was given; advising it again is no help
+    assert "allow_missing" not in str(info.value)  # it was given; advising it again is no help
 
 
 def test_two_inputs_for_one_slide_are_refused(tmp_path):

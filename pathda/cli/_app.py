@@ -164,6 +164,10 @@ def fields_as_flags(message: str, command: Any) -> str:
         if longs and param.name:
             flags[param.name] = longs[0]
             flags[longs[0][2:].replace("-", "_")] = longs[0]
+    config_flags = _CONFIG_FLAGS.get(getattr(command.callback, "__name__", ""))
+    for param, field in (config_flags.renames if config_flags else {}).items():
+        if param in flags:  # a field whose flag has another name: slide_size -> --slide-dims
+            flags.setdefault(field.replace(".", "_"), flags[param])
 
     def as_flag(match: re.Match[str]) -> str:
         name = match.group(1).replace(".", "_")  # `tissue.mpp`: the --tissue-mpp flag

@@ -134,10 +134,10 @@ def _scoring_grid(
     if config.slide_size is not None:
         if known and known[0][0] != tuple(config.slide_size):
             raise ScoreInputError(
-                f"--slide-dims {_wxh(config.slide_size)} disagrees with {known[0][1]} "
-                f"({_wxh(known[0][0])}); drop --slide-dims for segment outputs"
+                f"`slide_size` {_wxh(config.slide_size)} disagrees with {known[0][1]} "
+                f"({_wxh(known[0][0])}); leave `slide_size` unset for segment outputs"
             )
-        known = known or [(tuple(config.slide_size), "--slide-dims")]
+        known = known or [(tuple(config.slide_size), "the given slide size")]
     if known:
         size, reference = known[0]
         shape = grid_shape(size, config.downsample)
@@ -146,7 +146,7 @@ def _scoring_grid(
         if src.kind == "annotations":
             raise ScoreInputError(
                 f"{src.path}: annotations need the slide's level-0 size to be rasterised; "
-                "pass --slide-dims WIDTHxHEIGHT or score against pathda segment output"
+                "set `slide_size` (WIDTHxHEIGHT) or score against pathda segment output"
             )
     finer = max(images, key=lambda image: image.size[0] * image.size[1])
     width, height = finer.size

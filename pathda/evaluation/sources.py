@@ -123,7 +123,7 @@ def pair_sources(
             parts.append("truth without prediction: " + _names(lonely_truth))
         hint = "" if common else "no slide stem matches; "
         # With --allow-missing already given, only the pairing rule can help.
-        fix = "" if allow_missing else "; pass --allow-missing to score only the pairs"
+        fix = "" if allow_missing else "; set `allow_missing` to score only the pairs"
         raise ScoreInputError(
             f"unmatched inputs ({'; '.join(parts)}); {hint}files pair by slide stem "
             f"(e.g. A01.xml with A01_mask.png){fix}"
