@@ -315,7 +315,6 @@ def macenko_tiles(
     buf = np.empty(n_px, np.float32)
     hist = np.empty(HIST_BINS + 1, np.int64)
     for t in range(tiles.shape[0]):
-        out[t] = tiles[t]
         fallback[t] = True
         n_light, n_tissue = _od_planes(
             tiles[t], od_table, y_shares, dark_limit, od_threshold, od, tissue
@@ -344,6 +343,9 @@ def macenko_tiles(
             _reconstruct_plane(conc, t0, t1, planes[c])
         _interleave(planes, out[t])
         fallback[t] = False
+    for t in range(tiles.shape[0]):  # tiles that fall back are returned unchanged
+        if fallback[t]:
+            out[t] = tiles[t]
 
 
 @njit(nogil=True, cache=True)
