@@ -88,23 +88,43 @@ def segment(
     from pathda.checkpoint import load_inference_checkpoint
     from pathda.config import build_config, load_yaml
     from pathda.device import resolve_device
-    from pathda.segment import SegmentConfig, segment_slide
+    from pathda.errors import PathdaError
+    from pathda.segment import SegmentConfig, SegmentResult, segment_slide
+    from pathda.segment.batch import SlideFailure, check_model, segment_slides
 
     cli = FLAGS.given(ctx)
     cli["slide_mpp"] = renamed_flag(mpp, cli.get("slide_mpp"), "--mpp", "--slide-mpp")
     defaults = load_yaml(config, "segment") if config else {}
     cfg = build_config(SegmentConfig, defaults, cli, source=str(config or "options"))
     loaded = load_inference_checkpoint(model, resolve_device(cfg.device))
+    check_model(loaded, cfg)
     console = Console(stderr=True)
-    for slide in slides:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            result = segment_slide(slide, loaded, out, cfg, quiet=quiet)
-        for w in caught:  # shown after the slide's progress bar, by the CLI's one printer
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+    def run(slide: Path) -> SegmentResult:
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                result = segment_slide(slide, loaded, out, cfg, quiet=quiet)
+        finally:  # shown after the slide's progress bar, by the CLI's one printer
+            for w in caught:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         if not quiet:
             console.print(
                 f"{slide.name}: {result.n_patches} patches in {result.seconds:.1f} s -> "
                 f"{result.folder}",
                 markup=False,
             )
+        return result
+
+    def report(failure: SlideFailure) -> None:
+        message = f"pathda: error: {failure.message} (going on with the others)"
+        console.print(message, markup=False, soft_wrap=True)
+
+    _, failures = segment_slides(slides, run, cfg, on_failure=report)
+    if failures:
+        names = ", ".join(str(f.slide) for f in failures)
+        raise PathdaError(
+            f"{len(failures)} of {len(slides)} slides failed: {names} (reasons above); "
+            f"the others are in {out}; fix and rerun the failed ones"
+        )
