@@ -164,6 +164,6 @@ def test_advised_flags_exist_on_the_command(name):
 
 
 def test_the_check_sees_advice_deep_in_the_library():
-    """Guard against a check that finds nothing: tile reaches tiling's config advice."""
+    """Guard against a check that finds nothing: tile reaches tiling's store advice."""
     flags = {flag for _, _, flag in _reachable_flags("pathda.cli.tile", "tile")}
-    assert {"--min-tissue", "--slide-mpp", "--append"} <= flags
+    assert {"--out", "--append"} <= flags

@@ -243,3 +243,11 @@ def test_train_and_tile_flags_reach_their_config_fields(tmp_path, monkeypatch):
     cfg = seen["tile"]
     assert (cfg.class_aliases, cfg.tissue.mpp, cfg.append) == (("x=benign",), 4.0, True)
     assert cfg.tissue.method == TileConfig().tissue.method
+
+
+def test_warnings_show_fields_as_flags_too(capsys, monkeypatch):
+    from pathda.cli import _app
+
+    monkeypatch.setattr(_app, "_RUNNING", [invoked_command(["tile"])])
+    _app.WarningPrinter()(UserWarning("a.svs: no patch passes `min_tissue`"), UserWarning, "f", 1)
+    assert capsys.readouterr().err == "pathda: warning: a.svs: no patch passes --min-tissue\n"

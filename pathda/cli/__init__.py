@@ -16,6 +16,7 @@ import typer
 from typer._click.exceptions import ClickException  # typer vendors click (pinned in pyproject)
 
 from pathda.cli._app import (
+    _RUNNING,
     WarningPrinter,
     app,
     expand_optional_values,
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if {"--help", "-h"} & set(args):
             fill_default_help()
+        _RUNNING[0] = invoked_command(args)
         rc = app(args=args, standalone_mode=False, prog_name="pathda")
     except PathdaError as err:
         command = invoked_command(args)

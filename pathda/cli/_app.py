@@ -55,7 +55,8 @@ class WarningPrinter:
         if text in self.shown:
             return
         self.shown[text] = message if isinstance(message, Warning) else category(text)
-        print(f"pathda: warning: {text}", file=file or sys.stderr)
+        shown = fields_as_flags(text, _RUNNING[0])  # library texts name fields, users flags
+        print(f"pathda: warning: {shown}", file=file or sys.stderr)
 
     def of_category(self, category: type[Warning]) -> list[Warning]:
         """The warnings shown so far of ``category`` (or a subclass), in order."""
@@ -134,6 +135,7 @@ def expand_optional_values(argv: list[str]) -> list[str]:
     return out
 
 
+_RUNNING: list[Any] = [None]  # the command being run (set by ``pathda.cli.main``)
 _FIELD = re.compile(r"`([a-z][a-z0-9_.]*)`")
 
 

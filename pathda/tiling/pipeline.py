@@ -119,7 +119,7 @@ def _plan_all(todo: list[tuple[int, SlideSpec]], out: Path, config: TileConfig) 
         plans = list(pool.map(plan, todo))
     for _, p in plans:
         if p.n_tiles == 0:
-            why = "no tissue found" if not p.tissue_found else "no patch passes --min-tissue"
+            why = "no tissue found" if not p.tissue_found else "no patch passes `min_tissue`"
             warnings.warn(f"{p.spec.slide}: {why}; 0 tiles", stacklevel=3)
     return plans
 
@@ -127,8 +127,8 @@ def _plan_all(todo: list[tuple[int, SlideSpec]], out: Path, config: TileConfig) 
 def _check_any_tiles(out: Path, plans: list, action: str) -> None:
     if action == "create" and plans and all(p.n_tiles == 0 for _, p in plans):
         raise ConfigError(
-            f"{out}: no tiles: no slide has tissue covering --min-tissue of a patch; check "
-            "the slides, --slide-mpp, or lower --min-tissue"
+            f"{out}: no tiles: no slide has tissue covering `min_tissue` of a patch; check "
+            "the slides, `slide_mpp`, or lower `min_tissue`"
         )
 
 

@@ -93,7 +93,7 @@ def open_for_tiling(path: Path, slide_mpp: float | None) -> Slide:
     except MppUnknownError:
         slide.close()
         raise MppUnknownError(
-            f"{path}: resolution (µm/px) unknown; pass --slide-mpp with its level-0 µm/px"
+            f"{path}: resolution (µm/px) unknown; set `slide_mpp` to its level-0 µm/px"
         ) from None
     return slide
 
