@@ -8,11 +8,11 @@ Examples:
     >>> labels = rasterise(anns, BACH_CLASSES, (h, w), downsample=16)   # doctest: +SKIP
 """
 
+from pathda.annotations.annotation import Annotation, annotation_bounds, integer_bounds
 from pathda.annotations.asap import write_asap_xml
 from pathda.annotations.classmap import BACH_CLASSES, ClassMap, parse_class_aliases
 from pathda.annotations.geojson import write_geojson
 from pathda.annotations.imagescope import write_imagescope_xml
-from pathda.annotations.model import Annotation, annotation_bounds, integer_bounds
 from pathda.annotations.rasterise import check_within_slide, polygon_mask, rasterise
 from pathda.annotations.read import is_annotation_file, read_annotations
 

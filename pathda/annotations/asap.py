@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from pathda.annotations._xml import float_attr, format_number, write_xml
+from pathda.annotations.annotation import Annotation, as_ring
 from pathda.annotations.classmap import BACH_CLASSES, ClassMap
-from pathda.annotations.model import Annotation, as_ring
 from pathda.errors import AnnotationError
 
 ROOT_TAG = "ASAP_Annotations"

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pathda.annotations.annotation import Annotation
 from pathda.annotations.classmap import BACH_CLASSES, ClassMap
-from pathda.annotations.model import Annotation
 from pathda.atomic import write_json
 from pathda.errors import AnnotationError
 

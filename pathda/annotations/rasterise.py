@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pathda.annotations.annotation import Annotation, FloatBounds, annotation_bounds
 from pathda.annotations.classmap import ClassMap
-from pathda.annotations.model import Annotation, FloatBounds, annotation_bounds
 from pathda.errors import AnnotationError
 
 

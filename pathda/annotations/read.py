@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pathda.annotations import asap, imagescope
 from pathda.annotations._xml import parse_xml_root
+from pathda.annotations.annotation import Annotation
 from pathda.annotations.geojson import is_geojson, parse_geojson
-from pathda.annotations.model import Annotation
 from pathda.annotations.repair import repair_annotations
 from pathda.errors import AllRegionsSkippedWarning, AnnotationError
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import shapely
 from shapely.geometry import Polygon
 
-from pathda.annotations.model import Annotation
+from pathda.annotations.annotation import Annotation
 
 
 def repair_annotations(annotations: Sequence[Annotation]) -> tuple[list[Annotation], int]:

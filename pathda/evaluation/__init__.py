@@ -16,7 +16,7 @@ from pathda.evaluation.confusion import (
     iou_per_class,
     pixel_accuracy,
 )
-from pathda.evaluation.report import score_table, write_report
+from pathda.evaluation.outputs import score_table, write_report
 from pathda.evaluation.results import ScoreConfig, ScoreReport, SlideScore
 from pathda.evaluation.scoring import score_predictions
 

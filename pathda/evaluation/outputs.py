@@ -1,4 +1,7 @@
-"""Presenting a ``ScoreReport``: a rich table, ``scores.json`` and ``confusion.png``."""
+"""Presenting a ``ScoreReport``: a rich table, ``scores.json`` and ``confusion.png``.
+
+(The experiment report across methods and seeds is ``pathda.report``.)
+"""
 
 from __future__ import annotations
 
