@@ -29,6 +29,9 @@ def make_store(folder: Path, rows: list[tuple[str, str, int, int, str]]) -> Path
     from pathda.synth import synthesise_slides
     from pathda.tiling import TileConfig, tile_slides
 
+    if (folder / "tiles.zarr").is_dir():  # a rerun with the same --out reuses the data
+        return folder / "tiles.zarr"
+
     lines = ["slide,annotation,domain,split"]
     for domain, prefix, n, seed, split in rows:
         for s in synthesise_slides(
@@ -52,6 +55,9 @@ def pretrain_into_cache(store: Path, out: Path, cache: Path, arch: str, steps: i
     from pathda.models.hub_cache import save_to_hub_cache
     from pathda.train import TrainConfig, train
 
+    repo = f"local/{arch}-lab-a"
+    if (cache / f"models--local--{arch}-lab-a").is_dir():  # a rerun reuses the pre-training
+        return f"hf-hub:{repo}"
     cfg = TrainConfig(
         store=store,
         arch=arch,
@@ -65,9 +71,13 @@ def pretrain_into_cache(store: Path, out: Path, cache: Path, arch: str, steps: i
     )
     (result,) = train(cfg, out, quiet=True)
     model, meta = load_inference_checkpoint(result.checkpoint)
-    norm = meta["normalise"]
-    repo = f"local/{arch}-lab-a"
-    save_to_hub_cache(model, repo, cache, data_config={"mean": norm["mean"], "std": norm["std"]})
+    # The config records the normalisation and tile size it was trained with.
+    data = {
+        "mean": list(meta.mean),
+        "std": list(meta.std),
+        "input_size": (3, *[TILE["patch_size"]] * 2),
+    }
+    save_to_hub_cache(model, repo, cache, data_config=data)
     return f"hf-hub:{repo}"
 
 
@@ -79,6 +89,7 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps-per-epoch", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32, help="tiles per domain per step")
     args = parser.parse_args()
 
     cache = args.out / "hf-cache"
