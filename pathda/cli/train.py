@@ -1,4 +1,4 @@
-"""`pathda train`: SE-ResNet classifier with none / DANN / L-DANN / L-WASS adaptation."""
+"""`pathda train`: a timm patch classifier, optionally with a registered adaptation method."""
 
 from __future__ import annotations
 
