@@ -120,6 +120,7 @@ def test_block_layout_geometry():
     # Block (1, 2) starts at patch (11, 22): 64 model px = 256 level-0 px before it.
     assert layout.read_location(np.array([1, 2])) == (22 * 128 - 256, 11 * 128 - 256)
     assert BlockLayout.fit(4096, PATCH, 32, 64, 4.0, max_patches=5).patches_per_side == 5
+    assert BlockLayout.fit(512, PATCH, 32, 64, 4.0, max_patches=23).patches_per_side == 8
     with pytest.raises(ConfigError, match="--tile"):
         BlockLayout.fit(128, PATCH, 32, 64, scale=1.0)
 

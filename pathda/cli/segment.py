@@ -121,7 +121,7 @@ def segment(
         message = f"pathda: error: {failure.message} (going on with the others)"
         console.print(message, markup=False, soft_wrap=True)
 
-    _, failures = segment_slides(slides, run, cfg, on_failure=report)
+    _, failures = segment_slides(slides, run, cfg, on_failure=report, model_mpp=loaded[1].mpp)
     if failures:
         names = ", ".join(str(f.slide) for f in failures)
         raise PathdaError(

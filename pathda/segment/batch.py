@@ -20,6 +20,7 @@ from pathda.segment.config import SegmentConfig, SegmentResult
 from pathda.segment.dense import build_dense_classifier
 from pathda.slide import open_slide
 from pathda.slide.naming import slide_stem
+from pathda.slide.resolution import require_not_upsampled
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,16 @@ class SlideFailure:
     message: str
 
 
-def check_slide_inputs(slides: Sequence[Path], slide_mpp: float | None) -> None:
+def check_slide_inputs(
+    slides: Sequence[Path], slide_mpp: float | None, model_mpp: float | None = None
+) -> None:
     """Refuse a batch that cannot be run as given, before anything is written.
 
     Raises:
         ConfigError: two slides share an output name (their slide stem).
-        PathdaError: a slide is missing, cannot be opened, or has no resolution
-            (and ``slide_mpp`` does not give one).
+        PathdaError: a slide is missing, cannot be opened, has no resolution (and
+            ``slide_mpp`` does not give one), or a resolution far coarser than the
+            model's ``model_mpp`` (a 72-dpi placeholder; the same rule as ``tile``'s).
     """
     seen: dict[str, Path] = {}
     for slide in slides:
@@ -49,7 +53,9 @@ def check_slide_inputs(slides: Sequence[Path], slide_mpp: float | None) -> None:
         seen[stem] = slide
     for slide in slides:
         with open_slide(slide, mpp=slide_mpp) as opened:
-            opened.require_mpp()
+            mpp = opened.require_mpp()
+        if model_mpp is not None:
+            require_not_upsampled(opened.path, model_mpp, mpp)
 
 
 def check_model(loaded: tuple[torch.nn.Module, InferenceCheckpoint], config: SegmentConfig) -> None:
@@ -65,6 +71,7 @@ def segment_slides(
     run: Callable[[Path], SegmentResult],
     config: SegmentConfig,
     on_failure: Callable[[SlideFailure], None] | None = None,
+    model_mpp: float | None = None,
 ) -> tuple[list[SegmentResult], list[SlideFailure]]:
     """Check every input, then ``run`` each slide; a slide's user error does not stop the rest.
 
@@ -73,11 +80,12 @@ def segment_slides(
         run: segments one slide (e.g. ``segment_slide`` with the model and output folder bound).
         config: the settings (its ``slide_mpp`` is used to check the inputs).
         on_failure: called as soon as a slide fails (e.g. to print it).
+        model_mpp: the model's µm/px, to refuse placeholder slide resolutions up front.
 
     Returns:
         The results of the slides that finished, and the failures.
     """
-    check_slide_inputs(slides, config.slide_mpp)
+    check_slide_inputs(slides, config.slide_mpp, model_mpp)
     results: list[SegmentResult] = []
     failures: list[SlideFailure] = []
     for slide in slides:

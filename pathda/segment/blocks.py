@@ -10,6 +10,7 @@ and left of its first patch. Blocks without any tissue patch are never read.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,9 @@ class BlockLayout:
         scale: float,
         max_patches: int | None = None,
     ) -> BlockLayout:
-        """The layout with the most patches per block whose read side is <= ``tile_px``
-        (and at most ``max_patches`` per side: no block larger than the slide's grid)."""
+        """The layout with the most patches per block whose read side is <= ``tile_px``;
+        given the grid's extent ``max_patches``, the fewest blocks covering it, evenly sized
+        (a 23-patch grid with room for 16 gets two blocks of 12, not 16 + 7 padded to 16)."""
         n = (tile_px - 2 * margin_px - patch_px) // stride_px + 1
         if n < 1:
             raise ConfigError(
@@ -61,7 +63,8 @@ class BlockLayout:
                 f"{margin_px}-px margin on each side; raise --tile to at least "
                 f"{patch_px + 2 * margin_px}"
             )
-        n = min(n, max_patches) if max_patches else n
+        if max_patches:  # as few blocks as the tile allows, evenly sized: less read past the grid
+            n = math.ceil(max_patches / math.ceil(max_patches / n))
         return cls(patch_px, stride_px, margin_px, int(n), float(scale))
 
     @property
