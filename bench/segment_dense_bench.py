@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--tile", type=int, default=2048, help="dense block side, model px")
+    parser.add_argument("--tile", type=int, default=1280, help="dense block side, model px")
     parser.add_argument("--margin", type=int, default=64, help="dense block margin, model px")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="keep slides and outputs here")

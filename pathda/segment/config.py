@@ -67,7 +67,7 @@ class SegmentConfig:
     include_normal: bool = False
     write_xml: bool = False
     mode: str = "patch"
-    tile_px: int = 2048
+    tile_px: int = 1280
     margin_px: int = 64
     max_grid_mb: float = 4096.0
     resume_every_s: float = 30.0
