@@ -58,7 +58,7 @@ def test_squeeze_pools_maps_and_keeps_vectors():
     assert torch.allclose(squeeze(maps), maps.mean(dim=(2, 3)))
     vectors = torch.randn(2, 7)
     assert squeeze(vectors) is vectors
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match="cannot squeeze"):
         squeeze(torch.randn(2, 3, 4))
 
 
@@ -83,7 +83,7 @@ def test_critic_head_outputs_mean_of_its_c_outputs():
 def test_small_heads_keep_one_hidden_unit():
     head = DomainHead(8, 2, reduction=16)
     assert head.conv1.weight.shape == (1, 8, 1, 1)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match="positive sizes"):
         DomainHead(0, 2)
 
 
