@@ -137,15 +137,10 @@ def part_segment(out: Path, tiny: bool, device: str) -> dict:
     import torch
 
     sys.path.insert(0, str(BENCH))
-    from segment_bench import NORMALISE, write_bench_slide
+    from segment_bench import NORMALISE, bench_checkpoint, write_bench_slide
 
-    from pathda.annotations import BACH_CLASSES
-    from pathda.checkpoint import (
-        InferenceCheckpoint,
-        load_inference_checkpoint,
-        save_inference_checkpoint,
-    )
-    from pathda.models import ModelInputConfig, create_backbone
+    from pathda.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+    from pathda.models import create_backbone
     from pathda.segment import segment_slide
 
     size = _sizes(tiny)["segment"]
@@ -158,16 +153,7 @@ def part_segment(out: Path, tiny: bool, device: str) -> dict:
         started = time.perf_counter()
         write_bench_slide(slide, size["size"], slide_mpp)
         make_s = time.perf_counter() - started
-        meta = InferenceCheckpoint(
-            arch=size["arch"],
-            class_map=BACH_CLASSES,
-            mpp=model_mpp,
-            patch_size=size["patch"],
-            input_config=ModelInputConfig(
-                NORMALISE["mean"], NORMALISE["std"], (3, size["patch"], size["patch"])
-            ),
-            provenance={"bench": "gpu_bench"},
-        )
+        meta = bench_checkpoint(size["arch"], model_mpp, size["patch"], NORMALISE, "gpu_bench")
         torch.manual_seed(0)
         checkpoint = save_inference_checkpoint(
             work / "model.pt", create_backbone(size["arch"], 4), meta

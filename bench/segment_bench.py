@@ -48,6 +48,18 @@ PROJECTED_SLIDE = (100_000, 80_000)  # level-0 px
 PROJECTED_TISSUE = 0.5
 
 
+def bench_checkpoint(arch: str, mpp: float, patch: int, normalise: dict, bench: str):
+    """The inference-checkpoint metadata the segmentation benches save their models with."""
+    return InferenceCheckpoint(
+        arch=arch,
+        class_map=BACH_CLASSES,
+        mpp=mpp,
+        patch_size=patch,
+        input_config=ModelInputConfig(normalise["mean"], normalise["std"], (3, patch, patch)),
+        provenance={"bench": bench},
+    )
+
+
 def write_bench_slide(path: Path, size: int, mpp: float) -> None:
     """Square slide: white glass, an ellipse of pink/purple noise covering ~half of it."""
     pink, purple, white = (
@@ -117,16 +129,7 @@ def main() -> None:
         t0 = time.perf_counter()
         write_bench_slide(slide, args.size, args.slide_mpp)
         make_s = time.perf_counter() - t0
-        meta = InferenceCheckpoint(
-            arch=args.arch,
-            class_map=BACH_CLASSES,
-            mpp=args.model_mpp,
-            patch_size=args.patch,
-            input_config=ModelInputConfig(
-                NORMALISE["mean"], NORMALISE["std"], (3, args.patch, args.patch)
-            ),
-            provenance={"bench": "segment_bench"},
-        )
+        meta = bench_checkpoint(args.arch, args.model_mpp, args.patch, NORMALISE, "segment_bench")
         torch.manual_seed(0)
         ckpt = save_inference_checkpoint(work / "bench.pt", create_backbone(args.arch, 4), meta)
         loaded = load_inference_checkpoint(ckpt, device)
