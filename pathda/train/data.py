@@ -174,9 +174,17 @@ def make_loader(
     seed: int,
     pin_memory: bool = False,
     distributed: bool = False,
+    rank: int = 0,
 ) -> DataLoader:
-    """A DataLoader with a seeded sampler (a DistributedSampler under DDP)."""
+    """A DataLoader with a seeded sampler (a DistributedSampler under DDP).
+
+    The augmentation is seeded too (albumentations keeps its own random state, so
+    seeding torch and numpy alone leaves runs with the same seed different): from ``seed``
+    and the rank in the main process, and from torch's per-worker seed in workers, which
+    the seeded generator makes deterministic and distinct per worker.
+    """
     generator = torch.Generator().manual_seed(seed)
+    _seed_transform(dataset, seed + 1_000_003 * rank)
     if distributed:
         from torch.utils.data.distributed import DistributedSampler
 
@@ -193,5 +201,16 @@ def make_loader(
         pin_memory=pin_memory,
         drop_last=shuffle and len(dataset) >= batch_size,
         persistent_workers=num_workers > 0,
-        generator=generator if sampler is None else None,
+        generator=generator,  # also draws the workers' base seed: deterministic per seed
+        worker_init_fn=_seed_worker_transform if num_workers > 0 else None,
     )
+
+
+def _seed_transform(dataset: TileDataset, seed: int) -> None:
+    if dataset.transform is not None and hasattr(dataset.transform, "set_random_seed"):
+        dataset.transform.set_random_seed(seed % 2**32)
+
+
+def _seed_worker_transform(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    _seed_transform(info.dataset, torch.initial_seed())

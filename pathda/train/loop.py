@@ -199,6 +199,7 @@ class _Run:
             seed=self.cfg.seed + seed_offset,
             pin_memory=self.device.type == "cuda",
             distributed=self.ctx.enabled,
+            rank=self.ctx.rank if self.ctx.enabled else 0,
         )
 
     def _to_input(self, batch_uint8_nhwc: torch.Tensor) -> torch.Tensor:
