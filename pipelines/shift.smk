@@ -22,6 +22,7 @@ BOUNDS = list(config.get("bounds", []))
 RULES = [b for b in BOUNDS if b.startswith("all-")]
 SELECTIONS = ["", "_dev"] if config.get("score_label_free_selection", True) else [""]
 PATHDA = f"{sys.executable} -m pathda"
+JOB_THREADS = int(config.get("job_threads", 1))
 RUNS = f"{OUT}/runs"
 
 # Slide sets: (folder, domain, synth seed, count). Target test slides reuse the source test
@@ -139,9 +140,9 @@ rule train:
     input: train_inputs
     output: f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/train/model.pt"
     params: flags=train_flags
-    threads: workflow.cores
+    threads: JOB_THREADS
     shell:
-        "{PATHDA} train {OUT}/tiles.zarr --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/train"
+        "OMP_NUM_THREADS={threads} {PATHDA} train {OUT}/tiles.zarr --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/train"
         " --config {CFG_FILE} {params.flags} --seed {wildcards.seed} --quiet"
 
 
@@ -157,9 +158,9 @@ rule segment:
         ready=f"{OUT}/slides/{{domain}}/test/.done",
     output: f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/segment{{sel}}/.done"
     params: model=checkpoint, slides=lambda w: " ".join(slides(f"{w.domain}/test"))
-    threads: workflow.cores
+    threads: JOB_THREADS
     shell:
-        "{PATHDA} segment {params.slides} --model {params.model} --config {CFG_FILE}"
+        "OMP_NUM_THREADS={threads} {PATHDA} segment {params.slides} --model {params.model} --config {CFG_FILE}"
         " --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/segment{wildcards.sel}"
         " --quiet && touch {output}"
 
@@ -190,9 +191,9 @@ rule in_domain:
         downsample=config.get("score", {}).get("downsample", 16),
         dir=lambda w: f"{RUNS}/in-domain/seed{w.seed}",
         truth=truths("source/test"),
-    threads: workflow.cores
+    threads: JOB_THREADS
     shell:
-        "{PATHDA} segment {params.slides} --model {input.model} --config {CFG_FILE}"
+        "OMP_NUM_THREADS={threads} {PATHDA} segment {params.slides} --model {input.model} --config {CFG_FILE}"
         " --out {params.dir}/segment --quiet"
         " && {PATHDA} score --pred {params.dir}/segment {params.truth}"
         " --downsample {params.downsample} --out {params.dir}/score --quiet > /dev/null"
