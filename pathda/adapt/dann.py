@@ -12,7 +12,7 @@ from torch import nn
 
 from pathda.adapt.attach import layerwise_tap_points, pooled_tap_points
 from pathda.adapt.grl import GRL_SCHEDULES, GradientReversal, grl_coefficient
-from pathda.adapt.heads import DomainHead, squeeze
+from pathda.adapt.heads import DomainHead, group_by_shape, squeeze
 from pathda.adapt.methods import (
     AdaptationMethod,
     Optimizers,
@@ -20,6 +20,7 @@ from pathda.adapt.methods import (
     domain_labels,
     float_metrics,
     register_method,
+    weighted_layer_sum,
 )
 from pathda.adapt.model import DomainAdaptationModel
 from pathda.errors import ConfigError
@@ -90,23 +91,39 @@ class DANN(AdaptationMethod):
         domains = domain_labels(n_src, x_tgt, domain_tgt)
         self._grl.coeff = grl_coefficient(self.grl_schedule, progress, self.grl_constant)
         metrics: dict[str, torch.Tensor | float] = {"grl_coeff": self._grl.coeff}
+        groups = group_by_shape({tap: model.head(tap) for tap in model.tap_points})
+        losses: dict[str, torch.Tensor] = {}
+        accuracies: dict[str, torch.Tensor] = {}
         with self._autocast(x_src.device):
             logits, features = model.forward_train(torch.cat([x_src, x_tgt]))
             loss_cls = F.cross_entropy(logits[:n_src], y_src)
             total = loss_cls
-            accuracies = []
-            for tap in model.tap_points:
-                domain_logits = model.head(tap)(self._grl(squeeze(features[tap])))
-                loss_domain = F.cross_entropy(domain_logits.float(), domains)
-                total = total + weights[tap] * loss_domain
-                metrics[f"domain_loss/{tap}"] = loss_domain
-                accuracies.append(accuracy(domain_logits, domains))
-                metrics[f"domain_acc/{tap}"] = accuracies[-1]
+            # Same-shaped heads run as one batched product per group (one group for the 12
+            # blocks of a ViT): the loss is the same sum of per-layer terms, but the head
+            # ops per step no longer grow with the number of layers.
+            for taps, heads in groups:
+                z = self._grl(torch.stack([squeeze(features[t]) for t in taps]))  # [G, 2B, C']
+                domain_logits = DomainHead.forward_stacked(heads, z)  # [G, 2B, N]
+                # [G, N, 2B] logits against [G, 2B] labels: per-layer mean cross-entropy, the
+                # same as G separate F.cross_entropy calls.
+                # The loss in at least float32 (bf16 logits under autocast are upcast).
+                targets = domains.expand(len(taps), -1)
+                precise = domain_logits.to(torch.promote_types(domain_logits.dtype, torch.float32))
+                group_losses = F.cross_entropy(
+                    precise.transpose(1, 2), targets, reduction="none"
+                ).mean(dim=1)
+                group_accuracies = (domain_logits.detach().argmax(dim=2) == targets).float().mean(1)
+                total = total + weighted_layer_sum(group_losses, [weights[t] for t in taps])
+                losses.update(zip(taps, group_losses, strict=True))
+                accuracies.update(zip(taps, group_accuracies, strict=True))
         total.backward()
         for optimizer in optimizers.values():
             optimizer.step()
+        for tap in model.tap_points:  # metrics in tap order, as logged before the grouping
+            metrics[f"domain_loss/{tap}"] = losses[tap]
+            metrics[f"domain_acc/{tap}"] = accuracies[tap]
         metrics.update(loss_cls=loss_cls, loss_total=total, acc_cls=accuracy(logits[:n_src], y_src))
-        metrics["domain_acc_mean"] = torch.stack(accuracies).mean()
+        metrics["domain_acc_mean"] = torch.stack(list(accuracies.values())).mean()
         return float_metrics(metrics)
 
 

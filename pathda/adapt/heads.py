@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -102,3 +102,21 @@ class DomainHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scalar_output={self.scalar_output}"
+
+
+def group_by_shape(heads: Mapping[str, DomainHead]) -> list[tuple[list[str], list[DomainHead]]]:
+    """Taps grouped by their heads' :attr:`~DomainHead.shape_key`, one group per stacked call.
+
+    One group per distinct shape, in order of first appearance, taps in their given order
+    within a group (4 groups for the 16 SE-ResNet-50 blocks, 1 for the 12 blocks of a ViT).
+
+    Args:
+        heads: Tap name -> its head, in tap order.
+
+    Returns:
+        ``[(taps, heads), ...]`` with ``heads[i]`` the head of ``taps[i]``.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for tap, head in heads.items():
+        groups.setdefault(head.shape_key, []).append(tap)
+    return [(taps, [heads[t] for t in taps]) for taps in groups.values()]

@@ -247,6 +247,13 @@ class AdaptationMethod:
         return float_metrics({"loss_cls": loss_cls, "acc_cls": accuracy(logits, y_src)})
 
 
+def weighted_layer_sum(values: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+    """``sum_g weights[g] * values[g]`` over a group of layers' ``[G]`` loss terms (0-d)."""
+    if len(set(weights)) == 1:  # the default: no per-layer weight tensor (a host copy) needed
+        return weights[0] * values.sum()
+    return (values * values.new_tensor(list(weights))).sum()
+
+
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Fraction of argmax predictions equal to ``target`` (a 0-d tensor, no sync)."""
     return (logits.detach().argmax(dim=1) == target).float().mean()

@@ -12,13 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from pathda.adapt.attach import layerwise_tap_points
-from pathda.adapt.heads import DomainHead, squeeze
+from pathda.adapt.heads import DomainHead, group_by_shape, squeeze
 from pathda.adapt.methods import (
     AdaptationMethod,
     Optimizers,
     accuracy,
     float_metrics,
     register_method,
+    weighted_layer_sum,
 )
 from pathda.adapt.model import DomainAdaptationModel
 from pathda.adapt.penalty import critic_objective
@@ -77,14 +78,6 @@ class LayerwiseWasserstein(AdaptationMethod):
         """Every block (or stage, by ``granularity``) of the backbone."""
         return layerwise_tap_points(backbone, self.granularity)
 
-    @staticmethod
-    def _groups(model: DomainAdaptationModel) -> list[tuple[list[str], list[DomainHead]]]:
-        """Taps whose critics have equal shapes (4 groups for the 16 SE-ResNet-50 blocks)."""
-        groups: dict[tuple, list[str]] = {}
-        for tap in model.tap_points:
-            groups.setdefault(model.head(tap).shape_key, []).append(tap)
-        return [(taps, [model.head(t) for t in taps]) for taps in groups.values()]
-
     def _update_critics(
         self,
         groups: list[tuple[list[str], list[DomainHead]]],
@@ -128,7 +121,7 @@ class LayerwiseWasserstein(AdaptationMethod):
         self._zero_grad(optimizers)
         n_src = x_src.shape[0]
         weights = self.layer_weights(model.tap_points, layer_weights)
-        groups = self._groups(model)
+        groups = group_by_shape({tap: model.head(tap) for tap in model.tap_points})
         metrics: dict[str, torch.Tensor | float] = {}
         with self._autocast(x_src.device):
             logits, features = model.forward_train(torch.cat([x_src, x_tgt]))
@@ -148,13 +141,9 @@ class LayerwiseWasserstein(AdaptationMethod):
                         group, torch.stack([z[t].float() for t in taps])
                     )
                     estimates = values[:, :n_src].mean(1) - values[:, n_src:].mean(1)
-                    group_weights = [weights[t] for t in taps]
-                    if len(set(group_weights)) == 1:  # the default: no per-tap tensor needed
-                        adversarial = adversarial + group_weights[0] * estimates.sum()
-                    else:
-                        adversarial = adversarial + sum(
-                            w * e for w, e in zip(group_weights, estimates, strict=True)
-                        )
+                    adversarial = adversarial + weighted_layer_sum(
+                        estimates, [weights[t] for t in taps]
+                    )
                     metrics.update(
                         {
                             f"wasserstein/{t}": e
