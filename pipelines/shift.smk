@@ -18,6 +18,16 @@ SYN = config["synthetic"]
 SOURCE = config["source_domain"]
 DOMAINS = list(config["target_domains"])
 ARMS = dict(config["arms"])
+# An arm: method + input handling, and optionally `train:` overrides of the train section
+# (for ablations, e.g. `ldann-w1: {method: ldann, train: {layer_weight: 1.0}}`).
+ARM_KEYS = {"method", "stain_norm", "stain_jitter", "train"}
+for _name, _arm in ARMS.items():
+    _unknown = set(_arm) - ARM_KEYS
+    if _unknown or "method" not in _arm:
+        raise ValueError(
+            f"{CFG_FILE}: arm {_name!r}: keys must be 'method' plus any of "
+            f"{sorted(ARM_KEYS - {'method'})}; got {sorted(_arm)}"
+        )
 BOUNDS = list(config.get("bounds", []))
 RULES = [b for b in BOUNDS if b.startswith("all-")]
 SELECTIONS = ["", "_dev"] if config.get("score_label_free_selection", True) else [""]
@@ -136,14 +146,31 @@ def train_inputs(w):
     return needs
 
 
+def train_config(w):
+    """The arm's own config file when it overrides the train section, else the shared one."""
+    if w.arm in ARMS and ARMS[w.arm].get("train"):
+        return f"{OUT}/arms/{w.arm}.yaml"
+    return CFG_FILE
+
+
+rule arm_config:
+    # The workflow's config with the arm's `train:` overrides merged in (also its record).
+    output: f"{OUT}/arms/{{arm}}.yaml"
+    run:
+        import yaml
+
+        merged = {**config, "train": {**config.get("train", {}), **ARMS[wildcards.arm]["train"]}}
+        Path(output[0]).write_text(yaml.safe_dump(merged, sort_keys=False))
+
+
 rule train:
-    input: train_inputs
+    input: train_inputs, config=train_config
     output: f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/train/model.pt"
     params: flags=train_flags
     threads: JOB_THREADS
     shell:
         "OMP_NUM_THREADS={threads} {PATHDA} train {OUT}/tiles.zarr --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/train"
-        " --config {CFG_FILE} {params.flags} --seed {wildcards.seed} --quiet"
+        " --config {input.config} {params.flags} --seed {wildcards.seed} --quiet"
 
 
 def checkpoint(w):

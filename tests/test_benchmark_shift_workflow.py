@@ -16,15 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_shift_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
-    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
-    if snakemake is None:
-        pytest.skip("snakemake is not installed (pip install 'pathda[pipelines]')")
     cfg = yaml.safe_load((REPO / "configs" / "shift.yaml").read_text())
     cfg.update(
         out=str(tmp_path / "out"),
         seeds=[0],
         target_domains=["centre-d"],
-        arms={k: cfg["arms"][k] for k in ("none", "stain-norm", "ldann")},
+        # ldann with a `train:` override: the arm's own config reaches the training run
+        arms={
+            **{k: cfg["arms"][k] for k in ("none", "stain-norm")},
+            "ldann": {"method": "ldann", "train": {"taps": ["layer4.0"]}},
+        },
         bounds=["in-domain", "all-normal", "all-in-situ"],
     )
     cfg["synthetic"].update(size=768, n_train=1, n_val=1, n_source_test=2, n_target=1, n_test=2)
@@ -33,23 +34,7 @@ def test_shift_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
     cfg["segment"].update(stride=32, batch_size=64)
     config = tmp_path / "shift.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    run = subprocess.run(
-        [
-            snakemake,
-            "-s",
-            str(REPO / "pipelines" / "shift.smk"),
-            "--configfile",
-            str(config),
-            "--cores",
-            "2",
-            "--quiet",
-            "rules",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = _run_workflow(config, cores=2)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "shift.json").read_text())
     arms = result["domains"]["centre-d"]
@@ -70,3 +55,68 @@ def test_shift_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
     # the label-free selection was scored too, from its own checkpoint
     dev = tmp_path / "out" / "runs" / "centre-d" / "ldann" / "seed0" / "score_dev" / "scores.json"
     assert dev.is_file()
+    record = json.loads((dev.parents[1] / "train" / "config.json").read_text())
+    assert record["config"]["taps"] == ["layer4.0"]
+
+
+def _snakemake() -> str:
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
+    assert snakemake is not None, "snakemake is not installed (pip install 'pathda[pipelines]')"
+    return snakemake
+
+
+def _run_workflow(config: Path, *targets: str, cores: int = 1) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            _snakemake(),
+            "-s",
+            str(REPO / "pipelines" / "shift.smk"),
+            "--configfile",
+            str(config),
+            "--cores",
+            str(cores),
+            "--quiet",
+            "rules",
+            "--",
+            *targets,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_ablation_config_shares_the_benchmark_sections():
+    # So that its `none` and `ldann` arms reproduce shift.yaml's runs seed for seed.
+    main = yaml.safe_load((REPO / "configs" / "shift.yaml").read_text())
+    ablation = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
+    for key in ("synthetic", "tile", "train", "segment", "score", "source_domain", "job_threads"):
+        assert ablation[key] == main[key], key
+    assert set(ablation["seeds"]) == set(main["seeds"])
+    assert ablation["arms"]["none"] == main["arms"]["none"]
+    assert ablation["arms"]["ldann"] == main["arms"]["ldann"]
+
+
+def test_arm_train_overrides_become_the_arms_config(tmp_path):
+    cfg = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
+    cfg["out"] = str(tmp_path / "out")
+    config = tmp_path / "ablation.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run = _run_workflow(config, str(tmp_path / "out" / "arms" / "ldann-late.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    merged = yaml.safe_load((tmp_path / "out" / "arms" / "ldann-late.yaml").read_text())
+    assert merged["train"] == {**cfg["train"], "taps": ["layer3.0", "layer4.0"]}
+    assert merged["tile"] == cfg["tile"]
+
+
+def test_an_arm_with_an_unknown_key_is_refused(tmp_path):
+    cfg = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
+    cfg["out"] = str(tmp_path / "out")
+    cfg["arms"]["ldann-w1"] = {"method": "ldann", "layer_weight": 1.0}  # belongs under train:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run = _run_workflow(config)
+    assert run.returncode != 0
+    assert "arm 'ldann-w1'" in run.stderr
+    assert "layer_weight" in run.stderr
