@@ -32,8 +32,21 @@ BOUNDS = list(config.get("bounds", []))
 RULES = [b for b in BOUNDS if b.startswith("all-")]
 SELECTIONS = ["", "_dev"] if config.get("score_label_free_selection", True) else [""]
 PATHDA = f"{sys.executable} -m pathda"
-JOB_THREADS = int(config.get("job_threads", 1))
 RUNS = f"{OUT}/runs"
+
+# Per-rule scheduling defaults, overridden by the config's `resources:` (pipelines/resources.smk).
+RESOURCES = {
+    "synth": {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0},
+    "tile": {"threads": 4, "mem_mb": 8000, "runtime": 240, "gpu": 0},
+    "stain_fit": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
+    "train": {"threads": 4, "mem_mb": 16000, "runtime": 1440, "gpu": 0},
+    "segment": {"threads": 4, "mem_mb": 8000, "runtime": 240, "gpu": 0},
+    "score": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
+}
+include: "resources.smk"
+
+# Bookkeeping too small to be worth a cluster job.
+localrules: all, manifest, arm_config, report
 
 # Slide sets: (folder, domain, synth seed, count). Target test slides reuse the source test
 # seed: the same tissue through another lab's stain and scanner.
@@ -87,6 +100,8 @@ rule synth:
         domain=lambda w: SETS[f"{w.group}/{w.split}"][0],
         seed=lambda w: SETS[f"{w.group}/{w.split}"][1],
         n=lambda w: SETS[f"{w.group}/{w.split}"][2],
+    threads: threads_of("synth")
+    resources: **resources_of("synth")
     shell:
         "{PATHDA} synth {OUT}/slides/{wildcards.group}/{wildcards.split} --prefix {wildcards.split}"
         " --n {params.n} --domain {params.domain} --size {SYN[size]} --slide-mpp {SYN[mpp]}"
@@ -113,7 +128,8 @@ rule manifest:
 rule tile:
     input: f"{OUT}/manifest.csv"
     output: f"{OUT}/tiles.done"
-    threads: workflow.cores
+    threads: threads_of("tile")
+    resources: **resources_of("tile")
     shell:
         "{PATHDA} tile --manifest {input} --out {OUT}/tiles.zarr --config {CFG_FILE}"
         " --workers {threads} --quiet && touch {output}"
@@ -124,6 +140,8 @@ rule stain_fit:
     input: f"{OUT}/slides/{{domain}}/target/.done"
     output: f"{OUT}/stain/{{domain}}.json"
     params: ref=lambda w: slides(f"{w.domain}/target")[0]
+    threads: threads_of("stain_fit")
+    resources: **resources_of("stain_fit")
     shell: "{PATHDA} stain fit {params.ref} --method macenko --out {output} --quiet"
 
 
@@ -146,31 +164,34 @@ def train_inputs(w):
     return needs
 
 
-def train_config(w):
-    """The arm's own config file when it overrides the train section, else the shared one."""
+def arm_config(w):
+    """The arm's own config file when it overrides the train section (else [])."""
     if w.arm in ARMS and ARMS[w.arm].get("train"):
-        return f"{OUT}/arms/{w.arm}.yaml"
-    return CFG_FILE
+        return [f"{OUT}/arms/{w.arm}.yaml"]
+    return []
 
 
 rule arm_config:
     # The workflow's config with the arm's `train:` overrides merged in (also its record).
+    # The params make a changed override or train section rewrite it (and retrain the arm).
     output: f"{OUT}/arms/{{arm}}.yaml"
+    params: train=lambda w: config.get("train", {}), overrides=lambda w: ARMS[w.arm]["train"]
     run:
         import yaml
 
-        merged = {**config, "train": {**config.get("train", {}), **ARMS[wildcards.arm]["train"]}}
+        merged = {**config, "train": {**params.train, **params.overrides}}
         Path(output[0]).write_text(yaml.safe_dump(merged, sort_keys=False))
 
 
 rule train:
-    input: train_inputs, config=train_config
+    input: train_inputs, arm_config
     output: f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/train/model.pt"
-    params: flags=train_flags
-    threads: JOB_THREADS
+    params: flags=train_flags, config=lambda w: (arm_config(w) or [CFG_FILE])[0]
+    threads: threads_of("train")
+    resources: **resources_of("train")
     shell:
         "OMP_NUM_THREADS={threads} {PATHDA} train {OUT}/tiles.zarr --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/train"
-        " --config {input.config} {params.flags} --seed {wildcards.seed} --quiet"
+        " --config {params.config} {params.flags} --seed {wildcards.seed} --quiet"
 
 
 def checkpoint(w):
@@ -185,7 +206,8 @@ rule segment:
         ready=f"{OUT}/slides/{{domain}}/test/.done",
     output: f"{RUNS}/{{domain}}/{{arm}}/seed{{seed}}/segment{{sel}}/.done"
     params: model=checkpoint, slides=lambda w: " ".join(slides(f"{w.domain}/test"))
-    threads: JOB_THREADS
+    threads: threads_of("segment")
+    resources: **resources_of("segment")
     shell:
         "OMP_NUM_THREADS={threads} {PATHDA} segment {params.slides} --model {params.model} --config {CFG_FILE}"
         " --out {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/segment{wildcards.sel}"
@@ -199,6 +221,8 @@ rule score:
     params:
         downsample=config.get("score", {}).get("downsample", 16),
         truth=lambda w: truths(f"{w.domain}/test"),
+    threads: threads_of("score")
+    resources: **resources_of("score")
     shell:
         "{PATHDA} score --pred {RUNS}/{wildcards.domain}/{wildcards.arm}/seed{wildcards.seed}/segment{wildcards.sel}"
         " {params.truth} --downsample {params.downsample}"
@@ -218,7 +242,8 @@ rule in_domain:
         downsample=config.get("score", {}).get("downsample", 16),
         dir=lambda w: f"{RUNS}/in-domain/seed{w.seed}",
         truth=truths("source/test"),
-    threads: JOB_THREADS
+    threads: threads_of("segment")
+    resources: **resources_of("segment")
     shell:
         "OMP_NUM_THREADS={threads} {PATHDA} segment {params.slides} --model {input.model} --config {CFG_FILE}"
         " --out {params.dir}/segment --quiet"
@@ -230,6 +255,8 @@ rule classifier_free:
     input: f"{OUT}/slides/{{domain}}/test/.done"
     output: f"{RUNS}/{{domain}}/{{rule_name}}/score/scores.json"
     params: downsample=config.get("score", {}).get("downsample", 16)
+    threads: threads_of("score")
+    resources: **resources_of("score")
     shell:
         "{PATHDA} benchmark rule {OUT}/slides/{wildcards.domain}/test --rule {wildcards.rule_name}"
         " --downsample {params.downsample} --out {RUNS}/{wildcards.domain}/{wildcards.rule_name}/score"

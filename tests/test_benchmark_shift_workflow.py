@@ -91,7 +91,7 @@ def test_ablation_config_shares_the_benchmark_sections():
     # So that its `none` and `ldann` arms reproduce shift.yaml's runs seed for seed.
     main = yaml.safe_load((REPO / "configs" / "shift.yaml").read_text())
     ablation = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
-    for key in ("synthetic", "tile", "train", "segment", "score", "source_domain", "job_threads"):
+    for key in ("synthetic", "tile", "train", "segment", "score", "source_domain", "resources"):
         assert ablation[key] == main[key], key
     assert set(ablation["seeds"]) == set(main["seeds"])
     assert ablation["arms"]["none"] == main["arms"]["none"]
