@@ -30,7 +30,19 @@ for _name, _arm in ARMS.items():
         )
 BOUNDS = list(config.get("bounds", []))
 RULES = [b for b in BOUNDS if b.startswith("all-")]
-SELECTIONS = ["", "_dev"] if config.get("score_label_free_selection", True) else [""]
+# Arms whose label-free (DEV) checkpoint is segmented and scored too: true (every arm),
+# false (none) or a list of arm names.
+_LABEL_FREE = config.get("score_label_free_selection", True)
+LABEL_FREE_ARMS = list(ARMS) if _LABEL_FREE is True else list(_LABEL_FREE or [])
+if set(LABEL_FREE_ARMS) - set(ARMS):
+    raise ValueError(
+        f"{CFG_FILE}: score_label_free_selection names arms that are not in arms: "
+        f"{sorted(set(LABEL_FREE_ARMS) - set(ARMS))}"
+    )
+
+
+def selections(arm):
+    return ["", "_dev"] if arm in LABEL_FREE_ARMS else [""]
 PATHDA = f"{sys.executable} -m pathda"
 RUNS = f"{OUT}/runs"
 
@@ -81,7 +93,7 @@ def _abs(path):
 
 def arm_runs():
     runs = [f"{RUNS}/{d}/{a}/seed{s}/score{sel}/scores.json"
-            for d in DOMAINS for a in ARMS for s in SEEDS for sel in SELECTIONS]
+            for d in DOMAINS for a in ARMS for s in SEEDS for sel in selections(a)]
     if "oracle" in BOUNDS:
         runs += [f"{RUNS}/{d}/oracle/seed{s}/score/scores.json" for d in DOMAINS for s in SEEDS]
     if "in-domain" in BOUNDS:

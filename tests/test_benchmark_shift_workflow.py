@@ -120,3 +120,15 @@ def test_an_arm_with_an_unknown_key_is_refused(tmp_path):
     assert run.returncode != 0
     assert "arm 'ldann-w1'" in run.stderr
     assert "layer_weight" in run.stderr
+
+
+def test_label_free_scoring_names_only_known_arms(tmp_path):
+    cfg = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
+    cfg["out"] = str(tmp_path / "out")
+    cfg["score_label_free_selection"] = ["ldann", "l-dann"]
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run = _run_workflow(config)
+    assert run.returncode != 0
+    assert "score_label_free_selection" in run.stderr
+    assert "l-dann" in run.stderr
