@@ -6,10 +6,17 @@ twice: on the B source images, and on 2B images (``none@2B``: what the adapting 
 push through the backbone, source + target). Ratios are to ``none@2B``.
 Goals: ldann <= 1.15x, lwass <= 1.5x.
 
+On a shared, loaded CPU, wall time follows the scheduler more than the work: ``--clock cpu``
+times the process's CPU time instead (threads=1 recommended), and ``--count-ops`` adds the
+number of ATen operators (all, and matrix products) one step dispatches, a load-independent
+count of what each method adds.
+
 Examples:
     python bench/step_time.py --arch seresnet18 --size 64 --batch 8
     python bench/step_time.py --arch vit_tiny_patch16_224 --size 224 --batch 8 --methods none,ldann
     python bench/step_time.py --arch seresnet50 --size 224 --batch 32 --device cuda --amp
+    python bench/step_time.py --arch vit_tiny_patch16_224 --size 64 --methods none,ldann \
+        --threads 1 --clock cpu --count-ops
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ import argparse
 import os
 import statistics
 import time
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pathda.adapt import build_optimizers, create_method
 from pathda.models import create_backbone, plan_backbone
@@ -33,10 +42,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+MATMULS = {"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm"}
+
+
 def _time_round_robin(
-    runs: dict[str, object], steps: int, warmup: int, device: torch.device
+    runs: dict[str, object], steps: int, warmup: int, device: torch.device, clock: str = "wall"
 ) -> dict[str, float]:
     """Median ms per call of each run, interleaving the runs so load drift hits all alike."""
+    now = CLOCKS[clock]
     for _ in range(warmup):
         for run in runs.values():
             run()
@@ -44,11 +58,30 @@ def _time_round_robin(
     for _ in range(steps):
         for name, run in runs.items():
             _sync(device)
-            start = time.perf_counter()
+            start = now()
             run()
             _sync(device)
-            times[name].append((time.perf_counter() - start) * 1000)
+            times[name].append((now() - start) * 1000)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts the ATen operators dispatched (forward, backward and optimiser alike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _count_ops(run) -> tuple[int, int]:
+    """(all ATen operators, matrix products) of one call."""
+    with _OpCounter() as counter:
+        run()
+    return sum(counter.ops.values()), sum(counter.ops[op] for op in MATMULS)
 
 
 def _peak_memory(run, device: torch.device) -> float:
@@ -79,8 +112,16 @@ def main() -> None:
     parser.add_argument(
         "--compare-timm", action="store_true", help="also time a plain timm training step"
     )
+    parser.add_argument(
+        "--clock", default="wall", choices=list(CLOCKS), help="cpu: process CPU time (CPU only)"
+    )
+    parser.add_argument(
+        "--count-ops", action="store_true", help="also count ATen operators of one step"
+    )
     parser.add_argument("--json", default=None, help="also write {run: ms/step, ...} here")
     args = parser.parse_args()
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu times host CPU work only; use the wall clock on a GPU")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -134,32 +175,39 @@ def main() -> None:
         runs["timm@2B"] = timm_step
         n_heads["timm@2B"] = 0
 
-    median_ms = _time_round_robin(runs, args.steps, args.warmup, device)
+    median_ms = _time_round_robin(runs, args.steps, args.warmup, device, args.clock)
     rows = [
         (name, n_heads[name], median_ms[name], _peak_memory(run, device))
         for name, run in runs.items()
     ]
+    ops = {name: _count_ops(run) for name, run in runs.items()} if args.count_ops else {}
 
     reference = next((ms for name, _, ms, _ in rows if name == "none@2B"), None)
     table = Table(
         title=(
             f"{args.arch} {args.size}px, batch {args.batch}+{args.batch}, {device}"
             f"{', bf16' if args.amp else ''}, {torch.get_num_threads()} threads, "
-            f"load {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+            f"{args.clock} clock, load {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
         )
     )
-    for column in ("method", "heads", "ms/step", "x none@2B", "peak GiB"):
+    columns = ["method", "heads", "ms/step", "x none@2B", "peak GiB"]
+    columns += ["ops/step", "matmuls/step"] if ops else []
+    for column in columns:
         table.add_column(column, justify="left" if column == "method" else "right")
     for name, heads, ms, peak in rows:
         ratio = f"{ms / reference:.2f}" if reference else "-"
-        table.add_row(name, str(heads), f"{ms:.1f}", ratio, f"{peak:.2f}" if peak else "-")
+        cells = [name, str(heads), f"{ms:.1f}", ratio, f"{peak:.2f}" if peak else "-"]
+        table.add_row(*cells, *(str(n) for n in ops.get(name, ())))
     Console().print(table)
     if args.json:
         import json
         from pathlib import Path
 
         record = {name: {"ms_per_step": ms, "peak_gib": peak} for name, _, ms, peak in rows}
-        Path(args.json).write_text(json.dumps({"batch": args.batch, "runs": record}, indent=2))
+        for name, (n_ops, n_matmuls) in ops.items():
+            record[name].update(ops_per_step=n_ops, matmuls_per_step=n_matmuls)
+        summary = {"batch": args.batch, "clock": args.clock, "runs": record}
+        Path(args.json).write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
