@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pathda.adapt import GradientReversal, build_optimizers, create_method, squeeze
 from pathda.adapt.grl import grl_coefficient
@@ -147,3 +148,39 @@ def test_stacked_ldann_matches_per_head_loop_on_vit_token_taps():
         model, method, x[:4], torch.tensor([0, 1, 2, 3]), x[4:], 0.5, {"blocks.1": 2.0}
     )
     assert set(metrics) >= {f"domain_loss/blocks.{i}" for i in range(3)}
+
+
+class _MatmulCount(TorchDispatchMode):
+    """Counts matrix products dispatched (forward, backward and optimiser alike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += str(func.overloadpacket) in ("aten.mm", "aten.addmm", "aten.bmm")
+        return func(*args, **(kwargs or {}))
+
+
+def _matmuls_added_by_ldann(depth: int) -> int:
+    """Matrix products of one L-DANN step minus those of a plain step on the same images."""
+    counts = {}
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    for name in ("none", "ldann"):
+        torch.manual_seed(0)
+        net = create_backbone("vit_tiny_patch16_224", 4, input_size=32, depth=depth, embed_dim=48)
+        method = create_method(name)
+        model = method.build_model(net, input_size=(3, 32, 32))
+        optimizers = build_optimizers(model, method)
+        xs, ys = (x, torch.cat([y, y])) if name == "none" else (x[:4], y)
+        with _MatmulCount() as counter:
+            method.step(model, optimizers, xs, ys, x[4:])
+        counts[name] = counter.n
+    return counts["ldann"] - counts["none"]
+
+
+def test_ldann_head_matmuls_do_not_grow_with_the_number_of_blocks():
+    # One group of same-shaped heads: 2 batched products forward, 4 backward, at any depth
+    # (the per-head loop added 6 per block: 12 at depth 2, 24 at depth 4).
+    assert _matmuls_added_by_ldann(2) == _matmuls_added_by_ldann(4) == 6
