@@ -1,4 +1,4 @@
-"""Batched patch inference: DataLoader workers read while the device computes.
+"""Batched inference of patches or dense blocks: workers read while the device computes.
 
 On CUDA the loader pins memory, batches are copied with ``non_blocking=True``, the
 model runs channels-last under bf16 autocast, and batch *i*'s probabilities are handed
@@ -41,8 +41,20 @@ def predict_batches(
     loader: DataLoader,
     prepare: InputPipeline,
     device: torch.device,
+    *model_args: int,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(patch indices, softmax probabilities (B, C) float32)`` in loader order.
+    """Yield ``(unit indices (B,), softmax probabilities (B, ..., C) float32)`` in loader order.
+
+    The same path serves both prediction modes: ``model(x, *model_args)`` returns logits
+    with the classes on axis 1, (B, C) for patches or (B, C, rows, cols) for dense blocks;
+    the probabilities come back with the classes moved last.
+
+    Args:
+        model: the patch classifier, or a ``DensePatchClassifier``.
+        loader: batches of ``(indices, uint8 (B, 3, H, W))`` (a ``SlidePatchDataset``).
+        prepare: the input pipeline (stain, normalisation), applied on the device.
+        device: where the model is.
+        model_args: extra arguments of the model's forward (dense: the block margin, px).
 
     Raises:
         PathdaError: a slide read failed in a worker (re-raised with its one-line message).
@@ -58,8 +70,8 @@ def predict_batches(
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                logits = model(x)
-            probs = torch.softmax(logits.float(), dim=1)
+                logits = model(x, *model_args)
+            probs = torch.softmax(logits.float(), dim=1).movedim(1, -1)
         done = None
         if cuda:
             probs = probs.to("cpu", non_blocking=True)  # into pinned host memory
@@ -95,34 +107,3 @@ def _worker_message(text: str) -> str:
         return text
     last = text.strip().splitlines()[-1]
     return re.sub(r"^[\w.]+Error: ", "", last)
-
-
-def predict_blocks(
-    model: torch.nn.Module,
-    loader: DataLoader,
-    prepare: InputPipeline,
-    device: torch.device,
-    offset: int,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Dense inference: yield ``(block indices (B,), probabilities (B, n, n, C) float32)``.
-
-    Args:
-        model: a ``DensePatchClassifier``.
-        loader: batches of uint8 blocks (a ``blocks.block_dataset``).
-        prepare: the input pipeline (stain, normalisation), applied to the whole block.
-        device: where the model is.
-        offset: the block margin, model px (the first patch's start in the block).
-    """
-    cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    for indices, batch in _clean_errors(loader):
-        with torch.inference_mode():
-            x = prepare(batch.to(device, non_blocking=cuda))
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                logits = model(x, offset)
-            probs = torch.softmax(logits.float(), dim=1).permute(0, 2, 3, 1)
-        yield indices.numpy(), probs.cpu().numpy()

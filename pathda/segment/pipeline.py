@@ -32,7 +32,7 @@ from pathda.segment.blocks import BlockLayout, block_dataset, grid_cells
 from pathda.segment.config import SegmentConfig, SegmentResult
 from pathda.segment.dataset import SlidePatchDataset
 from pathda.segment.dense import build_dense_classifier
-from pathda.segment.engine import make_loader, predict_batches, predict_blocks
+from pathda.segment.engine import make_loader, predict_batches
 from pathda.segment.export_geojson import label_regions
 from pathda.segment.export_tiff import write_label_ome_tiff
 from pathda.segment.overlay import OVERLAY_MAX_SIDE, blend_labels, write_overlay_png
@@ -322,7 +322,7 @@ def _run_dense(
     with make_progress(quiet) as progress:
         task = progress.add_task(slide.path.name, total=len(plan.origins), completed=start)
         band = int(blocks[0, 0])
-        for indices, probs in predict_blocks(
+        for indices, probs in predict_batches(
             dense, loader, meta.input_pipeline(), device, cfg.margin_px
         ):
             _require_finite(probs, slide.path)
