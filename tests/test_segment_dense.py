@@ -19,8 +19,10 @@ from pathda.errors import ConfigError
 from pathda.models import ModelInputConfig
 from pathda.segment import segment_slide
 from pathda.segment.blocks import BlockLayout, grid_cells
+from pathda.segment.config import MODES
 from pathda.segment.dense import build_dense_classifier, output_stride_for
 from pathda.segment.grid import patch_origins
+from pathda.segment.modes import PREDICTION_MODES
 from pathda.slide import open_slide
 from pathda.synth import synthesise_slides
 
@@ -205,3 +207,7 @@ def test_cli_dense_stride_error_is_one_line(tmp_path, slide_and_model, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err
         assert "\n" not in err
+
+
+def test_every_configurable_mode_has_a_builder():
+    assert sorted(PREDICTION_MODES) == sorted(MODES)

@@ -163,7 +163,7 @@ def test_changed_settings_start_from_zero(inputs, tmp_path):
         raise RuntimeError("simulated crash after inference")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("pathda.segment.pipeline._export", failing_export)
+        patch.setattr("pathda.segment.pipeline.export_outputs", failing_export)
         with pytest.raises(RuntimeError):
             segment_slide(slide, checkpoint, out, **options)
     rows = _committed(out, stem)
@@ -171,7 +171,7 @@ def test_changed_settings_start_from_zero(inputs, tmp_path):
     again = segment_slide(slide, checkpoint, out, **options)
     assert again.summary_data["resumed_from_row"] == rows
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("pathda.segment.pipeline._export", failing_export)
+        patch.setattr("pathda.segment.pipeline.export_outputs", failing_export)
         with pytest.raises(RuntimeError):
             segment_slide(slide, checkpoint, out, **options)
     other = segment_slide(slide, checkpoint, out, **{**options, "window": "uniform"})
