@@ -48,7 +48,9 @@ PROJECTED_SLIDE = (100_000, 80_000)  # level-0 px
 PROJECTED_TISSUE = 0.5
 
 
-def bench_checkpoint(arch: str, mpp: float, patch: int, normalise: dict, bench: str):
+def bench_checkpoint(
+    arch: str, mpp: float, patch: int, normalise: dict, bench: str, **provenance: object
+):
     """The inference-checkpoint metadata the segmentation benches save their models with."""
     return InferenceCheckpoint(
         arch=arch,
@@ -56,8 +58,31 @@ def bench_checkpoint(arch: str, mpp: float, patch: int, normalise: dict, bench: 
         mpp=mpp,
         patch_size=patch,
         input_config=ModelInputConfig(normalise["mean"], normalise["std"], (3, patch, patch)),
-        provenance={"bench": bench},
+        provenance={"bench": bench, **provenance},
     )
+
+
+def train_patch_classifier(arch: str, x, y, steps: int, normalise: dict, batch: int = 32):
+    """A short class-balanced supervised loop over uint8 patches ``x`` (N, 3, H, W) with
+    labels ``y`` (N,) in the four BACH classes, normalised as ``normalise`` says; seeded
+    (0), so ``steps=0`` gives the same random model every time."""
+    torch.manual_seed(0)
+    model = create_backbone(arch, 4)
+    mean = torch.tensor(normalise["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(normalise["std"]).view(1, 3, 1, 1)
+    sample_weight = (1 / torch.bincount(y, minlength=4).float().clamp(min=1))[y]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for step in range(steps):
+        idx = torch.multinomial(sample_weight, batch, replacement=True, generator=generator)
+        xb = x[idx].float() / 255
+        xb = xb.flip(3) if step % 2 else xb  # horizontal flips on every other step
+        loss = torch.nn.functional.cross_entropy(model((xb - mean) / std), y[idx])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
 
 
 def write_bench_slide(path: Path, size: int, mpp: float) -> None:

@@ -2,7 +2,8 @@
 
 Makes synthetic slides with ``pathda.synth`` (one to train on, one to segment), trains
 the model briefly on the first (``--train-steps 0``: random weights), saves one
-checkpoint, then runs ``pathda segment --mode patch`` and ``--mode dense`` on the second
+checkpoint (metadata and training loop from ``segment_bench``, the loop the acceptance
+test uses), then runs ``pathda segment --mode patch`` and ``--mode dense`` on the second
 slide with that checkpoint, each in its own process (so peak RSS is that run's own),
 interleaved ``--repeats`` times. It reports per mode the median wall time, patches/s, the
 peak RSS, and against patch-wise: pixel agreement of the label masks on tissue, the
@@ -32,12 +33,10 @@ import torch
 import zarr
 from rich.console import Console
 from rich.table import Table
+from segment_bench import bench_checkpoint, train_patch_classifier
 
-from pathda.adapt import create_backbone
-from pathda.annotations import BACH_CLASSES
-from pathda.checkpoint import InferenceCheckpoint, save_inference_checkpoint
+from pathda.checkpoint import save_inference_checkpoint
 from pathda.evaluation import score_predictions
-from pathda.models import ModelInputConfig
 from pathda.slide import open_slide
 from pathda.synth import synthesise_slides
 
@@ -61,29 +60,6 @@ def training_patches(slide_path, mask_path, mask_downsample, patch, model_mpp, s
     return torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(
         mask[rows, cols].astype(np.int64)
     )
-
-
-def train(arch, x, y, steps, batch=32):
-    """A short class-balanced supervised loop (as tests/test_segment_acceptance.py)."""
-    torch.manual_seed(0)
-    model = create_backbone(arch, 4)
-    if steps == 0:
-        return model.eval()
-    mean = torch.tensor(NORMALISE["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(NORMALISE["std"]).view(1, 3, 1, 1)
-    weight = (1 / torch.bincount(y, minlength=4).float().clamp(min=1))[y]
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for step in range(steps):
-        idx = torch.multinomial(weight, batch, replacement=True, generator=generator)
-        xb = x[idx].float() / 255
-        xb = xb.flip(3) if step % 2 else xb
-        loss = torch.nn.functional.cross_entropy(model((xb - mean) / std), y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return model.eval()
 
 
 def run_segment(slide, checkpoint, out, mode, args):
@@ -133,19 +109,12 @@ def main() -> None:
             train_slide.image, train_slide.mask, 8, args.patch, args.model_mpp,
             args.slide_mpp, 4000 if args.train_steps else 1,
         )  # fmt: skip
-        meta = InferenceCheckpoint(
-            arch=args.arch,
-            class_map=BACH_CLASSES,
-            mpp=args.model_mpp,
-            patch_size=args.patch,
-            input_config=ModelInputConfig(
-                NORMALISE["mean"], NORMALISE["std"], (3, args.patch, args.patch)
-            ),
-            provenance={"bench": "segment_dense_bench", "train_steps": args.train_steps},
-        )
-        checkpoint = save_inference_checkpoint(
-            work / "model.pt", train(args.arch, x, y, args.train_steps), meta
-        )
+        meta = bench_checkpoint(
+            args.arch, args.model_mpp, args.patch, NORMALISE, "segment_dense_bench",
+            train_steps=args.train_steps,
+        )  # fmt: skip
+        model = train_patch_classifier(args.arch, x, y, args.train_steps, NORMALISE)
+        checkpoint = save_inference_checkpoint(work / "model.pt", model, meta)
         walls: dict[str, list[float]] = {"patch": [], "dense": []}
         rss: dict[str, float] = {"patch": 0.0, "dense": 0.0}
         for _ in range(args.repeats):

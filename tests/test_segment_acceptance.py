@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -41,25 +44,13 @@ def _training_patches(slide_path, mask_path, mask_downsample, stride=8):
     return x, torch.from_numpy(mask[rows, cols].astype(np.int64))
 
 
-def _train(x, y, steps=40, batch=32):
-    """A short class-balanced supervised loop with the checkpoint's input normalisation."""
-    torch.manual_seed(0)
-    model = create_backbone(ARCH, 4)
-    mean = torch.tensor(NORMALISE["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(NORMALISE["std"]).view(1, 3, 1, 1)
-    sample_weight = (1 / torch.bincount(y, minlength=4).float().clamp(min=1))[y]
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for step in range(steps):
-        idx = torch.multinomial(sample_weight, batch, replacement=True, generator=generator)
-        xb = x[idx].float() / 255
-        xb = xb.flip(3) if step % 2 else xb
-        loss = torch.nn.functional.cross_entropy(model((xb - mean) / std), y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return model.eval()
+def _segment_bench():
+    """bench/segment_bench.py, whose training loop the dense bench shares with this test."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "segment_bench.py"
+    spec = importlib.util.spec_from_file_location("segment_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _meta():
@@ -80,7 +71,8 @@ def test_trained_model_beats_random_model_on_bach_score(tmp_path):
     )
     x, y = _training_patches(train_slide.image, train_slide.mask, 8)
     assert set(torch.unique(y).tolist()) == {0, 1, 2, 3}
-    trained = save_inference_checkpoint(tmp_path / "trained.pt", _train(x, y), _meta())
+    model = _segment_bench().train_patch_classifier(ARCH, x, y, 40, NORMALISE)
+    trained = save_inference_checkpoint(tmp_path / "trained.pt", model, _meta())
     torch.manual_seed(1)
     random = save_inference_checkpoint(tmp_path / "random.pt", create_backbone(ARCH, 4), _meta())
 
