@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash pipelines/demo.sh $(DEMO)
 
-# The domain-shift benchmark (configs/shift.yaml; hours on 2 cores, see docs/benchmarks/README.md)
+# The domain-shift benchmark (configs/shift.yaml; ≈ 2 h on 2 quiet cores, see docs/benchmarks/README.md)
 shift: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash pipelines/shift.sh configs/shift.yaml results/shift docs/benchmarks
 
