@@ -98,11 +98,18 @@ def test_ablation_config_shares_the_benchmark_sections():
     assert ablation["arms"]["ldann"] == main["arms"]["ldann"]
 
 
-def test_arm_train_overrides_become_the_arms_config(tmp_path):
+def _ablation_config(tmp_path: Path, **changes) -> Path:
+    """configs/shift-ablation.yaml with its output under tmp_path and ``changes`` applied."""
     cfg = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
-    cfg["out"] = str(tmp_path / "out")
-    config = tmp_path / "ablation.yaml"
+    cfg.update(out=str(tmp_path / "out"), **changes)
+    config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
+    return config
+
+
+def test_arm_train_overrides_become_the_arms_config(tmp_path):
+    config = _ablation_config(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
     run = _run_workflow(config, str(tmp_path / "out" / "arms" / "ldann-late.yaml"))
     assert run.returncode == 0, run.stderr[-3000:]
     merged = yaml.safe_load((tmp_path / "out" / "arms" / "ldann-late.yaml").read_text())
@@ -111,23 +118,16 @@ def test_arm_train_overrides_become_the_arms_config(tmp_path):
 
 
 def test_an_arm_with_an_unknown_key_is_refused(tmp_path):
-    cfg = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
-    cfg["out"] = str(tmp_path / "out")
-    cfg["arms"]["ldann-w1"] = {"method": "ldann", "layer_weight": 1.0}  # belongs under train:
-    config = tmp_path / "bad.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    run = _run_workflow(config)
+    arms = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())["arms"]
+    arms["ldann-w1"] = {"method": "ldann", "layer_weight": 1.0}  # belongs under train:
+    run = _run_workflow(_ablation_config(tmp_path, arms=arms))
     assert run.returncode != 0
     assert "arm 'ldann-w1'" in run.stderr
     assert "layer_weight" in run.stderr
 
 
 def test_label_free_scoring_names_only_known_arms(tmp_path):
-    cfg = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
-    cfg["out"] = str(tmp_path / "out")
-    cfg["score_label_free_selection"] = ["ldann", "l-dann"]
-    config = tmp_path / "bad.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config = _ablation_config(tmp_path, score_label_free_selection=["ldann", "l-dann"])
     run = _run_workflow(config)
     assert run.returncode != 0
     assert "score_label_free_selection" in run.stderr
