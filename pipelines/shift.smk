@@ -43,6 +43,8 @@ if set(LABEL_FREE_ARMS) - set(ARMS):
 
 def selections(arm):
     return ["", "_dev"] if arm in LABEL_FREE_ARMS else [""]
+
+
 PATHDA = f"{sys.executable} -m pathda"
 RUNS = f"{OUT}/runs"
 
