@@ -31,7 +31,6 @@ def test_same_seed_same_augmented_batches(synthetic_store, num_workers):
     assert not torch.equal(a, _first_batches(synthetic_store, 6, num_workers))
 
 
-
 def test_workers_get_distinct_augmentation_seeds(synthetic_store):
     # One tile repeated: what a batch looks like depends only on its worker's random
     # stream. Batch 0 comes from worker 0 and batch 1 from worker 1; workers sharing one

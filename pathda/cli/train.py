@@ -87,6 +87,14 @@ def train(
     stain_jitter: str | None = typer.Option(
         None, "--stain-jitter", help="mild | strong (HED + HSV jitter, Tellez et al. 2019)."
     ),
+    class_balance: bool | None = typer.Option(
+        None,
+        "--class-balance/--no-class-balance",
+        help="Draw source tiles so that every class is equally frequent (rare lesions).",
+    ),
+    select_metric: str | None = typer.Option(
+        None, help="val_acc | val_bacc (balanced accuracy) for model selection ({default})."
+    ),
     workers: int | None = typer.Option(
         None, "--workers", help="DataLoader worker processes (default {default})."
     ),

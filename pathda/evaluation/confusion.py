@@ -70,3 +70,17 @@ def pixel_accuracy(confusion: np.ndarray) -> float:
     cm = np.asarray(confusion)
     total = cm.sum()
     return float(np.trace(cm) / total) if total else float("nan")
+
+
+def balanced_accuracy(confusion: np.ndarray) -> float:
+    """Mean per-class recall over the classes present in the truth (rows); NaN if none.
+
+    Unlike ``pixel_accuracy`` it does not reward calling every rare-class sample the
+    majority class.
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    support = cm.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return float("nan")
+    return float(np.mean(np.diag(cm)[present] / support[present]))

@@ -57,11 +57,18 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     select_last_fraction: float = 0.3
+    # Model selection on source validation: "val_acc" (tile accuracy, the paper's rule) or
+    # "val_bacc" (balanced accuracy: the mean per-class recall, so that a model calling
+    # every lesion tile normal does not win when lesions are a few % of the tiles).
+    select_metric: Literal["val_acc", "val_bacc"] = "val_acc"
     # Label-free selection (DEV, You et al. 2019) and per-layer alignment are measured on
     # this many source-validation and unlabelled target tiles each epoch; 0 turns it off.
     label_free_tiles: int = 512
     # input pipeline
     augment: bool = True
+    # Draw labelled source tiles with weights 1 / (tiles of their class), so that each class
+    # is seen equally often (with replacement); the usual remedy when lesions are rare.
+    class_balance: bool = False
     # "mild" keeps the domain shift for adaptation to handle; "strong" is the HED + HSV
     # jitter baseline (Tellez et al. 2019, "HED-strong" / "HSV-strong") users try first.
     stain_jitter: Literal["mild", "strong"] = "mild"
@@ -90,6 +97,7 @@ class TrainConfig:
             "finetune_blocks": (self.finetune_blocks >= 1) == (self.finetune == "partial"),
             "label_free_tiles": self.label_free_tiles >= 0,
             "stain_jitter": self.stain_jitter in ("mild", "strong"),
+            "select_metric": self.select_metric in ("val_acc", "val_bacc"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 from pathda.adapt import METHODS
 from pathda.errors import ConfigError
@@ -143,6 +143,10 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return int(self.indices.size)
 
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
     def __getitem__(self, i: int):
         patch = self.store[int(self.indices[i])]
         if self.transform is not None:
@@ -165,6 +169,18 @@ def infinite_batches(loader: DataLoader) -> Iterator:
         epoch += 1
 
 
+def class_balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Sampling weight per tile, ``1 / (tiles of its class)``: every class equally likely.
+
+    Every weight is positive and the weights of each present class sum to 1.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size == 0 or labels.min() < 0:
+        raise ValueError("class-balanced sampling needs labelled tiles (labels >= 0)")
+    counts = np.bincount(labels)
+    return 1.0 / counts[labels]
+
+
 def make_loader(
     dataset: TileDataset,
     batch_size: int,
@@ -175,8 +191,12 @@ def make_loader(
     pin_memory: bool = False,
     distributed: bool = False,
     rank: int = 0,
+    class_balance: bool = False,
 ) -> DataLoader:
     """A DataLoader with a seeded sampler (a DistributedSampler under DDP).
+
+    ``class_balance`` (training only) draws tiles with ``class_balanced_weights``, with
+    replacement; under DDP each rank draws its own share from a generator seeded by rank.
 
     The augmentation is seeded too (albumentations keeps its own random state, so
     seeding torch and numpy alone leaves runs with the same seed different): from ``seed``
@@ -185,10 +205,12 @@ def make_loader(
     """
     generator = torch.Generator().manual_seed(seed)
     _seed_transform(dataset, seed + 1_000_003 * rank)
-    if distributed:
+    if class_balance:
+        sampler: Sampler = _balanced_sampler(dataset, seed, distributed, rank)
+    elif distributed:
         from torch.utils.data.distributed import DistributedSampler
 
-        sampler: Sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
     elif shuffle:
         sampler = RandomSampler(dataset, generator=generator)
     else:
@@ -203,6 +225,18 @@ def make_loader(
         persistent_workers=num_workers > 0,
         generator=generator,  # also draws the workers' base seed: deterministic per seed
         worker_init_fn=_seed_worker_transform if num_workers > 0 else None,
+    )
+
+
+def _balanced_sampler(
+    dataset: TileDataset, seed: int, distributed: bool, rank: int
+) -> WeightedRandomSampler:
+    world = torch.distributed.get_world_size() if distributed else 1
+    return WeightedRandomSampler(
+        torch.from_numpy(class_balanced_weights(dataset.labels)),
+        num_samples=-(-len(dataset) // world),  # each rank: its share of one pass
+        replacement=True,
+        generator=torch.Generator().manual_seed(seed + 1_000_003 * rank),
     )
 
 

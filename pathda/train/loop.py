@@ -22,6 +22,7 @@ from pathda.atomic import write_json
 from pathda.checkpoint import InferenceCheckpoint, save_inference_checkpoint
 from pathda.device import resolve_device
 from pathda.errors import ConfigError, TrainingDivergedError
+from pathda.evaluation.confusion import balanced_accuracy, pixel_accuracy
 from pathda.model_input import InputPipeline, stain_transform
 from pathda.models import build_backbone, model_input_config, plan_backbone
 from pathda.progress import make_progress
@@ -186,7 +187,9 @@ class _Run:
         self.stain_on_the_fly = True
         return load_params(self.cfg.stain_params).to_dict()
 
-    def _loader(self, indices: np.ndarray, *, train: bool, seed_offset: int = 0):
+    def _loader(
+        self, indices: np.ndarray, *, train: bool, seed_offset: int = 0, balance: bool = False
+    ):
         augmentation = (
             training_augmentation(self.cfg.stain_jitter) if train and self.cfg.augment else None
         )
@@ -200,6 +203,7 @@ class _Run:
             pin_memory=self.device.type == "cuda",
             distributed=self.ctx.enabled,
             rank=self.ctx.rank if self.ctx.enabled else 0,
+            class_balance=balance,
         )
 
     def _to_input(self, batch_uint8_nhwc: torch.Tensor) -> torch.Tensor:
@@ -224,7 +228,9 @@ class _Run:
         log = MetricsLog(
             self.out_dir, cfg.tensorboard and self.ctx.is_main, keep_epochs=start_epoch
         )
-        source_iter = infinite_batches(self._loader(self.splits.source, train=True))
+        source_iter = infinite_batches(
+            self._loader(self.splits.source, train=True, balance=cfg.class_balance)
+        )
         target_iter = (
             infinite_batches(self._loader(self.splits.target, train=True, seed_offset=1))
             if self.method.adapts
@@ -247,6 +253,7 @@ class _Run:
                         "epoch": epoch,
                         "val_acc": record["val_acc"],
                         "target_acc": record["target_acc"],
+                        cfg.select_metric: record[cfg.select_metric],
                     }
                     if self.ctx.is_main:
                         self._export(self.out_dir / layout.MODEL_FILE, epoch, record)
@@ -283,10 +290,11 @@ class _Run:
     def _is_better(self, epoch: int, record: dict[str, Any], best: dict[str, Any]) -> bool:
         if epoch not in self.cfg.selection_epochs():
             return False
-        val = record["val_acc"]
+        metric = self.cfg.select_metric
+        val = record[metric]
         if math.isnan(val):  # no validation slides: keep the last epoch
             return True
-        return best["epoch"] < self.cfg.selection_epochs().start or val > best["val_acc"]
+        return best["epoch"] < self.cfg.selection_epochs().start or val > best[metric]
 
     def _is_better_dev(self, epoch: int, record: dict[str, Any], best: dict[str, Any]) -> bool:
         if epoch not in self.cfg.selection_epochs() or "dev_risk" not in record:
@@ -333,11 +341,13 @@ class _Run:
         return torch.tensor([order[int(d)] for d in store_domains], device=self.device)
 
     @torch.no_grad()
-    def _accuracy(self, indices: np.ndarray) -> float:
+    def _confusion(self, indices: np.ndarray) -> np.ndarray:
+        """Tile confusion counts (rows: true class, columns: predicted), summed over ranks."""
+        n = len(self.class_map.names)
+        counts = torch.zeros(n * n, dtype=torch.float64, device=self.device)
         if indices.size == 0:
-            return float("nan")
+            return counts.view(n, n).cpu().numpy()
         self.model.eval()
-        counts = torch.zeros(2, dtype=torch.float64, device=self.device)
         amp = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if self.device.type == "cuda" and self.cfg.amp
@@ -346,16 +356,17 @@ class _Run:
         for x, y, _ in self._loader(indices, train=False):
             with amp:
                 pred = self.model(self._to_input(x)).argmax(dim=1)
-            counts[0] += (pred.cpu() == y).sum().item()
-            counts[1] += y.numel()
-        counts = all_reduce_sum(counts, self.ctx)
-        return float(counts[0] / counts[1])
+            pairs = y.to(self.device) * n + pred
+            counts += torch.bincount(pairs, minlength=n * n).to(counts.dtype)
+        return all_reduce_sum(counts, self.ctx).view(n, n).cpu().numpy()
 
     def _evaluate(self) -> dict[str, float]:
         broadcast_buffers(self.model, self.ctx)
+        val = self._confusion(self.splits.val)
         metrics = {
-            "val_acc": self._accuracy(self.splits.val),
-            "target_acc": self._accuracy(self.splits.target_eval),
+            "val_acc": pixel_accuracy(val),
+            "val_bacc": balanced_accuracy(val),
+            "target_acc": pixel_accuracy(self._confusion(self.splits.target_eval)),
         }
         if self.ctx.is_main and self.cfg.label_free_tiles > 0:
             metrics.update(self._label_free())
