@@ -30,6 +30,21 @@ for _name, _arm in ARMS.items():
         )
 BOUNDS = list(config.get("bounds", []))
 RULES = [b for b in BOUNDS if b.startswith("all-")]
+# With the in-domain bound: the arms whose model (trained for the first target domain) is also
+# scored on the source test slides; `none` is the source model, in RUNS/in-domain/.
+IN_DOMAIN_ARMS = list(config.get("in_domain_arms", ["none"])) if "in-domain" in BOUNDS else []
+if set(IN_DOMAIN_ARMS) - set(ARMS):
+    raise ValueError(
+        f"{CFG_FILE}: in_domain_arms names arms that are not in arms: "
+        f"{sorted(set(IN_DOMAIN_ARMS) - set(ARMS))}"
+    )
+
+
+def in_domain_dir(arm):
+    return "in-domain" if arm == "none" else f"in-domain-{arm}"
+
+
+IN_DOMAIN_ARM_OF = {in_domain_dir(a): a for a in IN_DOMAIN_ARMS}
 # Arms whose label-free (DEV) checkpoint is segmented and scored too: true (every arm),
 # false (none) or a list of arm names.
 _LABEL_FREE = config.get("score_label_free_selection", True)
@@ -78,6 +93,7 @@ wildcard_constraints:
     seed=r"\d+",
     sel="|_dev",
     rule_name="|".join(re.escape(r) for r in RULES) or "none^",
+    in_dir="|".join(re.escape(d) for d in IN_DOMAIN_ARM_OF) or "none^",
 
 
 def slides(name):
@@ -98,8 +114,7 @@ def arm_runs():
             for d in DOMAINS for a in ARMS for s in SEEDS for sel in selections(a)]
     if "oracle" in BOUNDS:
         runs += [f"{RUNS}/{d}/oracle/seed{s}/score/scores.json" for d in DOMAINS for s in SEEDS]
-    if "in-domain" in BOUNDS:
-        runs += [f"{RUNS}/in-domain/seed{s}/score/scores.json" for s in SEEDS]
+    runs += [f"{RUNS}/{d}/seed{s}/score/scores.json" for d in IN_DOMAIN_ARM_OF for s in SEEDS]
     runs += [f"{RUNS}/{d}/{r}/score/scores.json" for d in DOMAINS for r in RULES]
     return runs
 
@@ -245,16 +260,16 @@ rule score:
 
 
 rule in_domain:
-    # The source model (arm none of the first target domain: its training never saw a
-    # target label and its model.pt is selected on source validation) on source test slides.
+    # An arm's model on the source test slides: for `none` (the source model; its training
+    # never saw a target label and model.pt is selected on source validation) the bound.
     input:
-        model=f"{RUNS}/{DOMAINS[0]}/none/seed{{seed}}/train/model.pt",
+        model=lambda w: f"{RUNS}/{DOMAINS[0]}/{IN_DOMAIN_ARM_OF[w.in_dir]}/seed{w.seed}/train/model.pt",
         ready=f"{OUT}/slides/source/test/.done",
-    output: f"{RUNS}/in-domain/seed{{seed}}/score/scores.json"
+    output: f"{RUNS}/{{in_dir}}/seed{{seed}}/score/scores.json"
     params:
         slides=" ".join(slides("source/test")),
         downsample=config.get("score", {}).get("downsample", 16),
-        dir=lambda w: f"{RUNS}/in-domain/seed{w.seed}",
+        dir=lambda w: f"{RUNS}/{w.in_dir}/seed{w.seed}",
         truth=truths("source/test"),
     threads: threads_of("segment")
     resources: **resources_of("segment")

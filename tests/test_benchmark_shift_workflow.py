@@ -27,6 +27,7 @@ def test_shift_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
             "ldann": {"method": "ldann", "train": {"taps": ["layer4.0"]}},
         },
         bounds=["in-domain", "all-normal", "all-in-situ"],
+        in_domain_arms=["none", "ldann"],  # the ldann model on source test slides too
     )
     cfg["synthetic"].update(size=768, n_train=1, n_val=1, n_source_test=2, n_target=1, n_test=2)
     cfg["tile"].update(patch_size=32, stride=32)
@@ -46,7 +47,8 @@ def test_shift_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
         assert 0.0 <= row["bach_mean"] <= 1.0
     assert arms["none"]["diff_vs_none"]["mean"] == 0.0
     bounds = result["details"]["centre-d"]["bounds"]
-    assert set(bounds) == {"in-domain", "all-normal", "all-in-situ"}
+    assert set(bounds) == {"in-domain", "in-domain (ldann)", "all-normal", "all-in-situ"}
+    assert bounds["in-domain (ldann)"]["n"] == 1
     assert bounds["all-normal"]["dice"]["in situ"] == 0.0  # the rule never says in situ
     md = (tmp_path / "out" / "shift.md").read_text()
     assert "Δ vs none" in md
@@ -87,15 +89,17 @@ def _run_workflow(config: Path, *targets: str, cores: int = 1) -> subprocess.Com
     )
 
 
-def test_ablation_config_shares_the_benchmark_sections():
-    # So that its `none` and `ldann` arms reproduce shift.yaml's runs seed for seed.
+@pytest.mark.parametrize("name", ["shift-ablation.yaml", "shift-balance.yaml"])
+def test_side_configs_share_the_benchmark_sections(name):
+    # So that their `none` and `ldann` arms reproduce shift.yaml's runs seed for seed.
     main = yaml.safe_load((REPO / "configs" / "shift.yaml").read_text())
-    ablation = yaml.safe_load((REPO / "configs" / "shift-ablation.yaml").read_text())
+    side = yaml.safe_load((REPO / "configs" / name).read_text())
     for key in ("synthetic", "tile", "train", "segment", "score", "source_domain", "resources"):
-        assert ablation[key] == main[key], key
-    assert set(ablation["seeds"]) == set(main["seeds"])
-    assert ablation["arms"]["none"] == main["arms"]["none"]
-    assert ablation["arms"]["ldann"] == main["arms"]["ldann"]
+        assert side[key] == main[key], key
+    assert set(side["seeds"]) == set(main["seeds"])
+    assert set(side["target_domains"]) <= set(main["target_domains"])
+    assert side["arms"]["none"] == main["arms"]["none"]
+    assert side["arms"]["ldann"] == main["arms"]["ldann"]
 
 
 def _ablation_config(tmp_path: Path, **changes) -> Path:
@@ -124,6 +128,14 @@ def test_an_arm_with_an_unknown_key_is_refused(tmp_path):
     assert run.returncode != 0
     assert "arm 'ldann-w1'" in run.stderr
     assert "layer_weight" in run.stderr
+
+
+def test_in_domain_arms_names_only_known_arms(tmp_path):
+    config = _ablation_config(tmp_path, bounds=["in-domain"], in_domain_arms=["none", "nonee"])
+    run = _run_workflow(config)
+    assert run.returncode != 0
+    assert "in_domain_arms" in run.stderr
+    assert "nonee" in run.stderr
 
 
 def test_label_free_scoring_names_only_known_arms(tmp_path):

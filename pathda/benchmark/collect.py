@@ -8,6 +8,7 @@ Layout (``pipelines/shift.smk``)::
     OUT/runs/<domain>/oracle/seed<k>/...                    target-supervised bound
     OUT/runs/<domain>/all-normal/score/scores.json          classifier-free rules (no seed)
     OUT/runs/in-domain/seed<k>/score/scores.json            source model on source test slides
+    OUT/runs/in-domain-<arm>/seed<k>/score/scores.json      another arm there (in_domain_arms)
 
 Whatever exists is read; a run that has not finished is simply absent (``n`` says how
 many seeds each number rests on).

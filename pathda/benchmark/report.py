@@ -55,7 +55,11 @@ def collect(out: Path, cfg: dict[str, Any]) -> dict[str, Any]:
             if (runs / domain / rule).is_dir():
                 entry["bounds"][rule] = read_rule(runs / domain / rule)
         data["domains"][domain] = entry
-    data["in_domain"] = read_arm(runs / "in-domain")
+    # The source model on source test slides, and any other arm scored there (in_domain_arms).
+    data["in_domain"] = {"in-domain": read_arm(runs / "in-domain")}
+    for arm in arms:
+        if arm != "none" and (runs / f"in-domain-{arm}").is_dir():
+            data["in_domain"][f"in-domain ({arm})"] = read_arm(runs / f"in-domain-{arm}")
     return data
 
 
@@ -103,7 +107,7 @@ def summarise(data: dict[str, Any], n_boot: int = 10_000) -> dict[str, Any]:
                 "_diffs": (vs_none, vs_ldann, dev_vs_val),
             }
         bounds = {}
-        for name, runs in {"in-domain": data["in_domain"], **entry["bounds"]}.items():
+        for name, runs in {**data["in_domain"], **entry["bounds"]}.items():
             if runs.seeds:
                 m, s = _mean_std(runs.seed_means("bach"))
                 a, _ = _mean_std(runs.seed_means("accuracy"))
