@@ -342,7 +342,7 @@ def markdown(report: dict) -> str:
         "than the absolute rates).  ",
         f"Slide: {report['size']} x {report['size']} px pyramidal tiled JPEG TIFF "
         f"(pathda.synth, 512 px tiles, {report['slide_mpp']:.3f} µm/px, "
-        f"{report['slide_mib']:.0f} MiB); {report['rounds']} interleaved rounds (median).",
+        f"{report['slide_mib']:.0f} MiB); interleaved rounds: {report['rounds']} (median).",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         "",
@@ -359,7 +359,7 @@ def markdown(report: dict) -> str:
     ours = reads["readers"]["pathda"]["reads_per_s"]
     for name, row in reads["readers"].items():
         lines.append(
-            f"| {name} | {row['reads_per_s']:,.0f} | {ours / row['reads_per_s']:.2f}x "
+            f"| {name} | {row['reads_per_s']:,.1f} | {ours / row['reads_per_s']:.2f}x "
             f"| {row['max_abs_diff_vs_openslide']} |"
         )
     lines += [
@@ -381,7 +381,7 @@ def markdown(report: dict) -> str:
     for name, row in tools.items():
         ratio = f"{ours / row['tiles_per_s']:.2f}x" if ours else "-"
         lines.append(
-            f"| {name} | {row['reader']} | {row['tiles']:,} | {row['tiles_per_s']:,.0f} "
+            f"| {name} | {row['reader']} | {row['tiles']:,} | {row['tiles_per_s']:,.1f} "
             f"| {ratio} | {row['seconds']:.1f} | {row['wall_s']:.1f} "
             f"| {row['peak_rss_mib']:,.0f} | {row['mib_written']:,.0f} |"
         )
