@@ -232,8 +232,8 @@ def commands(setup: dict, work: Path, args) -> dict[str, list[str]]:
     }
 
 
-def run_once(command: list[str], out: Path, log: Path, threads: int) -> tuple[float, float]:
-    """One tool in a fresh interpreter; returns (wall s, peak RSS MiB)."""
+def run_once(command: list[str], out: Path, log: Path, threads: int) -> tuple[float, float, float]:
+    """One tool in a fresh interpreter; returns (wall s, CPU s, peak RSS MiB)."""
     shutil.rmtree(out, ignore_errors=True)  # no resuming, no reuse of earlier outputs
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with log.open("w") as sink:
@@ -243,7 +243,9 @@ def run_once(command: list[str], out: Path, log: Path, threads: int) -> tuple[fl
         wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{shlex.join(command)} failed:\n{log.read_text()[-4000:]}")
-    return wall, usage.ru_maxrss / 1024  # Linux: KiB
+    # CPU s: the process and the children it waited for (DataLoader workers); less
+    # sensitive than wall time to other load on a shared machine.
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux: KiB
 
 
 def pathda_outputs(out: Path, slide: Path) -> tuple[dict, np.ndarray]:
@@ -345,9 +347,9 @@ def markdown(report: dict) -> str:
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         "",
-        "| tool | patches | wall s | patches/s | pathda patch / tool | peak RSS MiB "
-        "| vs pathda patch: labels agree / max / mean abs Δprob |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| tool | patches | wall s | patches/s | tool wall / pathda patch wall | CPU s "
+        "| peak RSS MiB | vs pathda patch: labels agree / max / mean abs Δprob |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     ref = report["tools"]["pathda patch"]["wall_s"]
     for name, row in report["tools"].items():
@@ -360,19 +362,20 @@ def markdown(report: dict) -> str:
         )
         lines.append(
             f"| {name} | {row['patches']:,} | {row['wall_s']:.1f} | {row['patches_per_s']:.1f} "
-            f"| {row['wall_s'] / ref:.2f}x | {row['peak_rss_mib']:.0f} | {agree} |"
+            f"| {row['wall_s'] / ref:.2f}x | {row['cpu_s']:.1f} | {row['peak_rss_mib']:.0f} "
+            f"| {agree} |"
         )
     lines += [
         "",
         f"Patches: TIAToolbox {p['tiatoolbox']:,}, pathda {p['pathda_plan']:,}, both "
-        f"{p['common']:,} (TIAToolbox only {p['tiatoolbox_only']}: its grid runs one stride "
-        f"further at the right and bottom edges; pathda only {p['pathda_only']}). TIAToolbox's "
+        f"{p['common']:,}; TIAToolbox only {p['tiatoolbox_only']} (its grid runs one stride "
+        f"further at the right and bottom edges), pathda only {p['pathda_only']}. TIAToolbox's "
         f"patch probabilities were blended on pathda's mask grid with pathda's stitcher "
         f"(common patches only) and compared on the {report['cells_compared']:,} cells both "
         f"cover; the random model predicts {p['classes_predicted_by_tiatoolbox']} of the "
         f"{report['num_classes']} classes, so |Δprob| is the sharper check. Note pathda's wall "
         "time also covers stitching and its exports (mask, GeoJSON, overlay), TIAToolbox's a "
-        "per-patch zarr only.",
+        "per-patch zarr only. CPU s counts the tool's process and its DataLoader workers.",
         "",
         "Per-round wall s: "
         + "; ".join(
@@ -413,13 +416,15 @@ def main() -> None:
         runs = commands(setup, work, args)
         outs = {name: work / "out" / name.split()[-1] for name in TOOLS}
         walls: dict[str, list[float]] = {name: [] for name in TOOLS}
+        cpus: dict[str, list[float]] = {name: [] for name in TOOLS}
         rss = dict.fromkeys(TOOLS, 0.0)
         load_before = list(os.getloadavg())
         for _ in range(args.rounds):
             for name in TOOLS:
                 log = work / f"{name.replace(' ', '_')}.log"
-                wall, peak = run_once(runs[name], outs[name], log, args.threads)
+                wall, cpu, peak = run_once(runs[name], outs[name], log, args.threads)
                 walls[name].append(wall)
+                cpus[name].append(cpu)
                 rss[name] = max(rss[name], peak)
         load_after = list(os.getloadavg())
         tia = json.loads((work / "tiatoolbox_report.json").read_text())
@@ -440,6 +445,8 @@ def main() -> None:
             "patches": counts[name],
             "wall_s": wall,
             "rounds_s": walls[name],
+            "cpu_s": statistics.median(cpus[name]),
+            "rounds_cpu_s": cpus[name],
             "patches_per_s": counts[name] / wall,
             "peak_rss_mib": rss[name],
             "agreement_with_pathda_patch": (
