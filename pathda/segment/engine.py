@@ -60,15 +60,16 @@ def predict_batches(
         PathdaError: a slide read failed in a worker (re-raised with its one-line message).
     """
     cuda = device.type == "cuda"
+    # Channels-last on the CPU too: oneDNN's NHWC convolutions ran resnet18 at 224 px 1.32x
+    # faster than NCHW on one AVX2 core (docs/benchmarks/segment.md).
+    model = model.to(memory_format=torch.channels_last)
     if cuda:
-        model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     pending: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None] | None = None
     for indices, batch in _clean_errors(loader):
         with torch.inference_mode():
             x = prepare(batch.to(device, non_blocking=cuda))
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = model(x, *model_args)
             probs = torch.softmax(logits.float(), dim=1).movedim(1, -1)
