@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -55,6 +54,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "bench" / "peers"))
+from peer_report import command_line, load_note, lscpu, version  # noqa: E402
 
 TILE = 256  # tile side, level-0 px (read_throughput.TILE; not imported: the workers stay light)
 MIN_TISSUE = 0.5  # share of a tile that must be tissue, given to every tool
@@ -303,7 +303,6 @@ def bench_tiling(slide: Path, work: Path, args: argparse.Namespace) -> dict:
 def versions() -> dict[str, str]:
     import cv2
     import openslide
-    from stain_peers import _version
 
     dists = ["pathda", "tiffslide", "openslide-python", "openslide-bin", "tifffile"]
     dists += ["imagecodecs", "zarr", "tiatoolbox", "lazyslide", "wsidata"]
@@ -312,19 +311,8 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "opencv": cv2.__version__,
         "OpenSlide library": openslide.__library_version__,
-        **{dist: _version(dist) for dist in dists},
+        **{dist: version(dist) for dist in dists},
     }
-
-
-def lscpu() -> str:
-    from stain_peers import _shell
-
-    fields = ("Model name", "CPU(s)", "Architecture")
-    return "; ".join(
-        line.split(":", 1)[1].strip()
-        for line in _shell("lscpu").splitlines()
-        if line.split(":")[0] in fields
-    )
 
 
 def markdown(report: dict) -> str:
@@ -337,9 +325,8 @@ def markdown(report: dict) -> str:
         f"    {report['command']}",
         "",
         f"Machine (`lscpu`): {report['lscpu']}  ",
-        f"threads per tool {report['threads']}; load average before {report['load_before']}, "
-        f"after {report['load_after']} (compare the ratios, measured interleaved, rather "
-        "than the absolute rates).  ",
+        f"threads per tool {report['threads']}; "
+        f"{load_note(report['load_before'], report['load_after'])}.  ",
         f"Slide: {report['size']} x {report['size']} px pyramidal tiled JPEG TIFF "
         f"(pathda.synth, 512 px tiles, {report['slide_mpp']:.3f} µm/px, "
         f"{report['slide_mib']:.0f} MiB); interleaved rounds: {report['rounds']} (median).",
@@ -423,8 +410,7 @@ def main() -> None:
     reads = bench_reads(slide, args)
     tiling = bench_tiling(slide, args.cache / "io-peers-out", args)
     report = {
-        "command": "PYTHONPATH=$PWD "
-        + shlex.join([Path(sys.executable).as_posix(), *sys.argv]).replace(str(REPO) + "/", ""),
+        "command": command_line(),
         "lscpu": lscpu(),
         "threads": args.threads,
         "load_before": load_before,

@@ -28,7 +28,6 @@ Usage (from the repository root; the issue's 8192² slide):
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import shlex
@@ -44,6 +43,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "bench" / "peers"))
+from peer_report import command_line, load_note, lscpu, version  # noqa: E402
 
 NORMALISE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # ImageNet
 SLIDE_MPP = 0.467
@@ -307,21 +308,6 @@ def agreement(probs: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     }
 
 
-def _version(dist: str) -> str:
-    if dist == "pathda":  # run from the source tree, maybe not the installed one
-        import pathda
-
-        return pathda.__version__
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _shell(command: str) -> str:
-    return subprocess.run(command, shell=True, capture_output=True, text=True).stdout.strip()
-
-
 def markdown(report: dict) -> str:
     s = report["setting"]
     p = report["patches"]
@@ -334,8 +320,8 @@ def markdown(report: dict) -> str:
         "",
         f"Machine (`lscpu`): {report['lscpu']}  ",
         f"torch threads {s['threads']} (TIAToolbox's process saw "
-        f"{report['tiatoolbox_torch_threads']}); load average before {report['load_before']}, "
-        f"after {report['load_after']}.  ",
+        f"{report['tiatoolbox_torch_threads']}); "
+        f"{load_note(report['load_before'], report['load_after'])}.  ",
         f"Synthetic slide {s['size']}² level-0 px at {SLIDE_MPP} µm/px "
         f"({100 * report['tissue_share']:.0f} % tissue); {s['arch']} (seeded random weights, "
         f"the same tensors in both), {s['patch']}-px patches at {s['model_mpp']} µm/px, stride "
@@ -460,13 +446,8 @@ def main() -> None:
         "run": tia["seconds_run"],
     }
     report = {
-        "command": "PYTHONPATH=$PWD "
-        + shlex.join([Path(sys.executable).as_posix(), *sys.argv]).replace(str(REPO) + "/", ""),
-        "lscpu": "; ".join(
-            line.split(":", 1)[1].strip()
-            for line in _shell("lscpu | head -20").splitlines()
-            if line.split(":")[0] in ("Model name", "CPU(s)", "Architecture")
-        ),
+        "command": command_line(),
+        "lscpu": lscpu(),
         "setting": {
             "size": args.size,
             "slide_mpp": SLIDE_MPP,
@@ -493,7 +474,7 @@ def main() -> None:
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
-            **{d: _version(d) for d in ("pathda", "tiatoolbox", "timm", "numpy", "zarr")},
+            **{d: version(d) for d in ("pathda", "tiatoolbox", "timm", "numpy", "zarr")},
         },
         "tools": tools,
     }

@@ -16,12 +16,9 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +29,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "bench" / "peers"))
+from peer_report import command_line, load_note, lscpu, version  # noqa: E402
 from stain_bench import FIXTURE, load_tiles  # noqa: E402
 
 Tool = Callable[[np.ndarray], np.ndarray]
@@ -117,17 +116,6 @@ TOOLS: dict[str, tuple[str, Callable[[str, np.ndarray], Tool], bool]] = {
 }
 
 
-def _version(dist: str) -> str:
-    if dist == "pathda":
-        import pathda
-
-        return pathda.__version__
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _agreement(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
     diff = np.abs(ours.astype(int) - theirs.astype(int))
     return {
@@ -172,10 +160,6 @@ def bench_method(method: str, tiles: np.ndarray, reference: np.ndarray, args) ->
     return {"method": method, "tools": rows, "errors": errors}
 
 
-def _shell(command: str) -> str:
-    return subprocess.run(command, shell=True, capture_output=True, text=True).stdout.strip()
-
-
 def markdown(report: dict) -> str:
     lines = [
         "# Peer comparison: stain normalisation",
@@ -185,13 +169,8 @@ def markdown(report: dict) -> str:
         f"    {report['command']}",
         "",
         f"Machine (`lscpu | head`): {report['lscpu']}  ",
-        f"torch threads {report['torch_threads']}; load average before "
-        f"{report['load_before']}, after {report['load_after']} "
-        "(the machine is shared: compare the ratios, measured interleaved, rather than the "
-        "absolute rates; under heavy load, tools that run many small multi-threaded torch "
-        "operations per tile (torchstain, torch-staintools) lose far more than single-threaded "
-        "numpy (staintools, TIAToolbox) or pathda's few fused kernels, so their ratios here "
-        "are larger than on a quiet machine).  ",
+        f"torch threads {report['torch_threads']}; "
+        f"{load_note(report['load_before'], report['load_after'])}.  ",
         f"{report['n_tiles']} real H&E tiles of 256 x 256 (OS-1 fixture), reference its "
         f"central 512 x 512 crop; per-tile tools timed on {report['per_tile_tiles']} tiles, "
         f"batched ones on all; {report['rounds']} interleaved rounds (median); agreement on "
@@ -238,13 +217,8 @@ def main() -> None:
     load_before = list(os.getloadavg())
     results = [bench_method(m, tiles, reference, args) for m in args.methods]
     report = {
-        "command": "PYTHONPATH=$PWD "
-        + shlex.join([Path(sys.executable).as_posix(), *sys.argv]).replace(str(REPO) + "/", ""),
-        "lscpu": "; ".join(
-            line.split(":", 1)[1].strip()
-            for line in _shell("lscpu | head -20").splitlines()
-            if line.split(":")[0] in ("Model name", "CPU(s)", "Architecture")
-        ),
+        "command": command_line(),
+        "lscpu": lscpu(),
         "torch_threads": args.threads,
         "load_before": load_before,
         "load_after": list(os.getloadavg()),
@@ -257,7 +231,7 @@ def main() -> None:
             "torch": torch.__version__,
             "numpy": np.__version__,
             "opencv": cv2.__version__,
-            **{name: _version(dist) for name, (dist, _, _) in TOOLS.items()},
+            **{name: version(dist) for name, (dist, _, _) in TOOLS.items()},
         },
         "results": results,
     }
