@@ -61,7 +61,7 @@ def predict_batches(
     """
     cuda = device.type == "cuda"
     # Channels-last on the CPU too: oneDNN's NHWC convolutions ran resnet18 at 224 px 1.32x
-    # faster than NCHW on one AVX2 core (docs/benchmarks/segment.md).
+    # faster than NCHW on one core of an AVX-512 AMD EPYC (docs/benchmarks/segment.md).
     model = model.to(memory_format=torch.channels_last)
     if cuda:
         torch.backends.cudnn.benchmark = True
