@@ -11,6 +11,8 @@ import re
 import sys
 from pathlib import Path
 
+from pathda.benchmark.collect import in_domain_dir  # the results layout the report reads
+
 CFG_FILE = workflow.configfiles[-1] if workflow.configfiles else "configs/shift.yaml"
 OUT = config["out"]
 SEEDS = [str(s) for s in config["seeds"]]
@@ -30,30 +32,30 @@ for _name, _arm in ARMS.items():
         )
 BOUNDS = list(config.get("bounds", []))
 RULES = [b for b in BOUNDS if b.startswith("all-")]
+
+
+def known_arms(key, names):
+    """``names`` (a config list of arm names) after checking that every one is an arm."""
+    unknown = sorted(set(names) - set(ARMS))
+    if unknown:
+        raise ValueError(f"{CFG_FILE}: {key} names arms that are not in arms: {unknown}")
+    return list(names)
+
+
 # With the in-domain bound: the arms whose model (trained for the first target domain) is also
 # scored on the source test slides; `none` is the source model, in RUNS/in-domain/.
-IN_DOMAIN_ARMS = list(config.get("in_domain_arms", ["none"])) if "in-domain" in BOUNDS else []
-if set(IN_DOMAIN_ARMS) - set(ARMS):
-    raise ValueError(
-        f"{CFG_FILE}: in_domain_arms names arms that are not in arms: "
-        f"{sorted(set(IN_DOMAIN_ARMS) - set(ARMS))}"
-    )
-
-
-def in_domain_dir(arm):
-    return "in-domain" if arm == "none" else f"in-domain-{arm}"
-
-
+IN_DOMAIN_ARMS = (
+    known_arms("in_domain_arms", config.get("in_domain_arms", ["none"]))
+    if "in-domain" in BOUNDS
+    else []
+)
 IN_DOMAIN_ARM_OF = {in_domain_dir(a): a for a in IN_DOMAIN_ARMS}
 # Arms whose label-free (DEV) checkpoint is segmented and scored too: true (every arm),
 # false (none) or a list of arm names.
 _LABEL_FREE = config.get("score_label_free_selection", True)
-LABEL_FREE_ARMS = list(ARMS) if _LABEL_FREE is True else list(_LABEL_FREE or [])
-if set(LABEL_FREE_ARMS) - set(ARMS):
-    raise ValueError(
-        f"{CFG_FILE}: score_label_free_selection names arms that are not in arms: "
-        f"{sorted(set(LABEL_FREE_ARMS) - set(ARMS))}"
-    )
+LABEL_FREE_ARMS = known_arms(
+    "score_label_free_selection", list(ARMS) if _LABEL_FREE is True else (_LABEL_FREE or [])
+)
 
 
 def selections(arm):

@@ -72,6 +72,11 @@ class ArmRuns:
         return _mean(per_seed)
 
 
+def in_domain_dir(arm: str) -> str:
+    """Folder under OUT/runs of an arm's model scored on the source test slides."""
+    return "in-domain" if arm == "none" else f"in-domain-{arm}"
+
+
 def _mean(values: list[float]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else math.nan

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pathda.atomic import write_json
-from pathda.benchmark.collect import CLASSES, ArmRuns, read_arm, read_rule
+from pathda.benchmark.collect import CLASSES, ArmRuns, in_domain_dir, read_arm, read_rule
 from pathda.benchmark.stats import PairedDifference, paired_difference
 
 ARM_ORDER = ("none", "stain-norm", "stain-aug", "dann", "ldann", "lwass", "ldann+stain-aug")
@@ -56,10 +56,10 @@ def collect(out: Path, cfg: dict[str, Any]) -> dict[str, Any]:
                 entry["bounds"][rule] = read_rule(runs / domain / rule)
         data["domains"][domain] = entry
     # The source model on source test slides, and any other arm scored there (in_domain_arms).
-    data["in_domain"] = {"in-domain": read_arm(runs / "in-domain")}
+    data["in_domain"] = {"in-domain": read_arm(runs / in_domain_dir("none"))}
     for arm in arms:
-        if arm != "none" and (runs / f"in-domain-{arm}").is_dir():
-            data["in_domain"][f"in-domain ({arm})"] = read_arm(runs / f"in-domain-{arm}")
+        if arm != "none" and (runs / in_domain_dir(arm)).is_dir():
+            data["in_domain"][f"in-domain ({arm})"] = read_arm(runs / in_domain_dir(arm))
     return data
 
 

@@ -137,15 +137,11 @@ class TileDataset(Dataset):
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.transform = transform
-        self._labels = store.labels[self.indices]
+        self.labels = store.labels[self.indices]
         self._domains = store.domain_index[self.indices]
 
     def __len__(self) -> int:
         return int(self.indices.size)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._labels
 
     def __getitem__(self, i: int):
         patch = self.store[int(self.indices[i])]
@@ -153,7 +149,7 @@ class TileDataset(Dataset):
             patch = self.transform(image=patch)["image"]
         return (
             torch.from_numpy(np.ascontiguousarray(patch)),
-            int(self._labels[i]),
+            int(self.labels[i]),
             int(self._domains[i]),
         )
 
