@@ -89,17 +89,28 @@ def _run_workflow(config: Path, *targets: str, cores: int = 1) -> subprocess.Com
     )
 
 
+def _effective_arm(cfg: dict, arm: str) -> tuple[dict, dict]:
+    """An arm's own keys and the train section it runs with (the arm's train overrides applied)."""
+    spec = dict(cfg["arms"][arm])
+    return spec, {**cfg["train"], **spec.pop("train", {})}
+
+
 @pytest.mark.parametrize("name", ["shift-ablation.yaml", "shift-balance.yaml"])
 def test_side_configs_share_the_benchmark_sections(name):
-    # So that their `none` and `ldann` arms reproduce shift.yaml's runs seed for seed.
+    # So that their balanced `none-bal` and `ldann-bal` arms train what shift.yaml's `none` and
+    # `ldann` train (shift.yaml balances every arm in its train section).
     main = yaml.safe_load((REPO / "configs" / "shift.yaml").read_text())
     side = yaml.safe_load((REPO / "configs" / name).read_text())
-    for key in ("synthetic", "tile", "train", "segment", "score", "source_domain", "resources"):
+    for key in ("synthetic", "tile", "segment", "score", "source_domain", "resources"):
         assert side[key] == main[key], key
     assert set(side["seeds"]) == set(main["seeds"])
     assert set(side["target_domains"]) <= set(main["target_domains"])
-    assert side["arms"]["none"] == main["arms"]["none"]
-    assert side["arms"]["ldann"] == main["arms"]["ldann"]
+    assert _effective_arm(side, "none-bal") == _effective_arm(main, "none")
+    assert _effective_arm(side, "ldann-bal") == _effective_arm(main, "ldann")
+    # ... and their unbalanced `none` / `ldann` differ from it in the balance alone.
+    spec, train = _effective_arm(side, "none")
+    assert spec == main["arms"]["none"]
+    assert {**train, "class_balance": True, "select_metric": "val_bacc"} == main["train"]
 
 
 def _ablation_config(tmp_path: Path, **changes) -> Path:
