@@ -82,6 +82,13 @@ def segment(
         "--margin",
         help="Dense mode: context around each block in px at the model's mpp (default {default}).",
     ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="Model arithmetic: auto (bf16 on CUDA, float32 on the CPU), float32, or bf16 "
+        "(also on the CPU: faster where it has AVX-512-BF16/AMX, a few labels differ); "
+        "default {default}.",
+    ),
     quiet: bool = QuietOption,
 ) -> None:
     """Segment slides into normal / benign / in situ / invasive (mask, GeoJSON, overlay)."""

@@ -16,6 +16,9 @@ from pathda.tissue import TissueParams
 MODES = ("patch", "dense")
 """Inference modes of ``segment_slide`` (see ``SegmentConfig.mode``)."""
 
+PRECISIONS = ("auto", "float32", "bf16")
+"""Arithmetic of the model's forward pass (see ``SegmentConfig.precision``)."""
+
 
 @dataclass(frozen=True)
 class SegmentConfig:
@@ -52,6 +55,10 @@ class SegmentConfig:
             (MB; ``grid.grid_memory_bytes``), before reading it.
         resume_every_s: seconds between commits of finished mask rows, from which a
             killed run resumes (``pathda.segment.resume``); 0 commits every band.
+        precision: the forward pass's arithmetic: ``float32``, ``bf16`` (bfloat16 autocast,
+            on the CPU too) or ``auto`` (bf16 on CUDA, float32 on the CPU). bf16 on a CPU
+            pays only where it has bf16 arithmetic (AVX-512-BF16, AMX) and moves a few
+            labels at class boundaries, so it is opt-in there (docs/benchmarks/segment.md).
     """
 
     stride: int | None = None
@@ -71,6 +78,7 @@ class SegmentConfig:
     margin_px: int = 64
     max_grid_mb: float = 4096.0
     resume_every_s: float = 30.0
+    precision: str = "auto"
 
     RENAMED: ClassVar[Mapping[str, str]] = {"mpp_override": "slide_mpp"}
     """Old YAML keys still read (with a warning) for one release."""
@@ -100,6 +108,10 @@ class SegmentConfig:
             raise ConfigError(f"max_grid_mb must be > 0, got {self.max_grid_mb}")
         if self.resume_every_s < 0:
             raise ConfigError(f"resume_every_s must be >= 0, got {self.resume_every_s}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}"
+            )
         if self.tile_px < 32:
             raise ConfigError(f"tile_px must be >= 32 px, got {self.tile_px}")
 

@@ -1,7 +1,8 @@
 """Batched inference of patches or dense blocks: workers read while the device computes.
 
-On CUDA the loader pins memory, batches are copied with ``non_blocking=True``, the
-model runs channels-last under bf16 autocast, and batch *i*'s probabilities are handed
+The model runs channels-last, under bf16 autocast where ``autocast_dtype`` says so (on
+CUDA by default, on the CPU when asked). On CUDA the loader pins memory, batches are
+copied with ``non_blocking=True``, and batch *i*'s probabilities are handed
 to the caller only after batch *i + 1* has been queued (waiting on batch *i*'s own CUDA
 event), so host-side stitching and reading overlap device compute.
 """
@@ -36,12 +37,32 @@ def make_loader(
     )
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a ``SegmentConfig.precision`` on ``device`` (None = float32).
+
+    ``auto`` is bf16 on CUDA and float32 on the CPU: on the CPU bf16 is a trade (faster only
+    with bf16 hardware, a few labels different) that the user makes, not the default.
+    """
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    if precision in ("auto", "float32"):
+        return None
+    raise ValueError(f"unknown precision {precision!r}")
+
+
+def compute_record(precision: str, device: torch.device) -> dict[str, str]:
+    """Where and in what arithmetic the model ran (for the summary: ``auto`` resolved)."""
+    dtype = autocast_dtype(precision, device)
+    return {"device": str(device), "autocast": "float32" if dtype is None else str(dtype)[6:]}
+
+
 def predict_batches(
     model: torch.nn.Module,
     loader: DataLoader,
     prepare: InputPipeline,
     device: torch.device,
     *model_args: int,
+    precision: str = "auto",
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(unit indices (B,), softmax probabilities (B, ..., C) float32)`` in loader order.
 
@@ -55,11 +76,14 @@ def predict_batches(
         prepare: the input pipeline (stain, normalisation), applied on the device.
         device: where the model is.
         model_args: extra arguments of the model's forward (dense: the block margin, px).
+        precision: ``SegmentConfig.precision`` (see ``autocast_dtype``); the probabilities
+            are float32 either way.
 
     Raises:
         PathdaError: a slide read failed in a worker (re-raised with its one-line message).
     """
     cuda = device.type == "cuda"
+    amp_dtype = autocast_dtype(precision, device)
     # Channels-last on the CPU too: oneDNN's NHWC convolutions ran resnet18 at 224 px 1.32x
     # faster than NCHW on one core of an AVX-512 AMD EPYC (docs/benchmarks/segment.md).
     model = model.to(memory_format=torch.channels_last)
@@ -70,7 +94,7 @@ def predict_batches(
         with torch.inference_mode():
             x = prepare(batch.to(device, non_blocking=cuda))
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(x, *model_args)
             probs = torch.softmax(logits.float(), dim=1).movedim(1, -1)
         done = None

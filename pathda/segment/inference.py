@@ -110,7 +110,7 @@ def _predict(
     with make_progress(quiet) as progress:
         task = progress.add_task(slide_path.name, total=n_patches, completed=mode.start)
         for indices, probs in predict_batches(
-            mode.model, loader, prepare, device, *mode.model_args
+            mode.model, loader, prepare, device, *mode.model_args, precision=cfg.precision
         ):
             _require_finite(probs, slide_path)
             progress.advance(task, mode.hand_over(indices, probs, stitcher))

@@ -23,6 +23,7 @@ from pathda.errors import ConfigError
 from pathda.layout import SEGMENT_FORMAT
 from pathda.provenance import provenance, to_jsonable
 from pathda.segment.config import SegmentConfig, SegmentResult
+from pathda.segment.engine import compute_record
 from pathda.segment.export import export_outputs
 from pathda.segment.inference import infer_slide
 from pathda.segment.plan import plan_segmentation
@@ -107,6 +108,7 @@ def segment_slide(
                     "export": round(t_end - t_export, 3),
                 },
                 checkpoint=checkpoint_path,
+                compute=compute_record(cfg.precision, device),
                 config=to_jsonable(cfg),
                 provenance=provenance(cfg, [slide.path], plan.slide_mpp),
                 complete=True,
