@@ -10,8 +10,9 @@ peak RSS, and against patch-wise: pixel agreement of the label masks on tissue, 
 largest and mean probability difference, and the BACH score of each against the slide's
 annotation.
 
-Usage (the demo's model and geometry, then the issue's resnet18 setting):
-    .venv/bin/python bench/segment_dense_bench.py
+Usage (the demo's model and geometry, then the issue's resnet18 setting; ``--bf16`` adds
+both modes under ``--precision bf16``):
+    .venv/bin/python bench/segment_dense_bench.py [--bf16]
     .venv/bin/python bench/segment_dense_bench.py --arch resnet18 --patch 224 \\
         --model-mpp 0.934 --slide-mpp 0.934 --size 8192 --stride 112 --train-steps 0
 """
@@ -41,6 +42,9 @@ from pathda.slide import open_slide
 from pathda.synth import synthesise_slides
 
 NORMALISE = {"mean": [0.8, 0.6, 0.75], "std": [0.15, 0.2, 0.15]}
+VARIANTS = {"patch": ("patch", "float32"), "dense": ("dense", "float32")}
+BF16_VARIANTS = {"patch bf16": ("patch", "bf16"), "dense bf16": ("dense", "bf16")}
+"""Runs compared: name -> (``--mode``, ``--precision``); the first is the reference."""
 
 
 def training_patches(slide_path, mask_path, mask_downsample, patch, model_mpp, slide_mpp, n):
@@ -62,13 +66,14 @@ def training_patches(slide_path, mask_path, mask_downsample, patch, model_mpp, s
     )
 
 
-def run_segment(slide, checkpoint, out, mode, args):
+def run_segment(slide, checkpoint, out, variant, args):
     """One ``pathda segment`` process; returns (wall s, peak RSS MiB)."""
+    mode, precision = variant
     command = [
         sys.executable, "-m", "pathda", "segment", str(slide), "--model", str(checkpoint),
-        "--out", str(out), "--mode", mode, "--stride", str(args.stride),
-        "--workers", str(args.workers), "--batch-size", str(args.batch_size),
-        "--device", "cpu", "--quiet",
+        "--out", str(out), "--mode", mode, "--precision", precision,
+        "--stride", str(args.stride), "--workers", str(args.workers),
+        "--batch-size", str(args.batch_size), "--device", "cpu", "--quiet",
     ]  # fmt: skip
     if mode == "dense":
         command += ["--tile", str(args.tile), "--margin", str(args.margin)]
@@ -77,7 +82,7 @@ def run_segment(slide, checkpoint, out, mode, args):
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"segment --mode {mode} failed")
+        raise SystemExit(f"segment --mode {mode} --precision {precision} failed")
     return wall, usage.ru_maxrss / 1024  # Linux: KiB
 
 
@@ -96,6 +101,7 @@ def main() -> None:
     parser.add_argument("--margin", type=int, default=64, help="dense block margin, model px")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="keep slides and outputs here")
+    parser.add_argument("--bf16", action="store_true", help="also both modes in bf16 autocast")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="segment-dense-bench-") as tmp:
@@ -115,52 +121,66 @@ def main() -> None:
         )  # fmt: skip
         model = train_patch_classifier(args.arch, x, y, args.train_steps, NORMALISE)
         checkpoint = save_inference_checkpoint(work / "model.pt", model, meta)
-        walls: dict[str, list[float]] = {"patch": [], "dense": []}
-        rss: dict[str, float] = {"patch": 0.0, "dense": 0.0}
+        variants = {**VARIANTS, **(BF16_VARIANTS if args.bf16 else {})}
+        walls: dict[str, list[float]] = {name: [] for name in variants}
+        rss = dict.fromkeys(variants, 0.0)
         for _ in range(args.repeats):
-            for mode in walls:
-                wall, peak = run_segment(test_slide.image, checkpoint, work / mode, mode, args)
-                walls[mode].append(wall)
-                rss[mode] = max(rss[mode], peak)
+            for name, variant in variants.items():
+                out = work / name.replace(" ", "-")
+                wall, peak = run_segment(test_slide.image, checkpoint, out, variant, args)
+                walls[name].append(wall)
+                rss[name] = max(rss[name], peak)
         stem = test_slide.image.name.rsplit(".", 1)[0]
         results = {}
-        for mode in walls:
-            folder = work / mode / stem
+        for name in variants:
+            out = work / name.replace(" ", "-")
+            folder = out / stem
             summary = json.loads((folder / f"{stem}.summary.json").read_text())
             probs = zarr.open_array(folder / f"{stem}.probs.zarr", mode="r")[:].astype(np.float32)
-            score = score_predictions(work / mode, test_slide.annotation, downsample=16).mean_bach
-            results[mode] = (summary, probs, score)
-    ref_summary, ref_probs, ref_score = results["patch"]
+            score = score_predictions(out, test_slide.annotation, downsample=16).mean_bach
+            results[name] = (summary, probs, score)
+    print_table(args, walls, rss, results)
+
+
+def print_table(args, walls, rss, results) -> None:
+    """One column per run; agreement and |Δprob| against the first (patch-wise float32)."""
+    names = list(results)
+    ref_summary, ref_probs, _ = results[names[0]]
     covered = ref_probs.sum(0) > 0
     ref_labels = ref_probs.argmax(0)
-    n = ref_summary["n_patches"]
-    title = f"segment patch vs dense: {args.arch} @ {args.patch} px, stride {args.stride}"
+    title = f"segment runs: {args.arch} @ {args.patch} px, stride {args.stride}"
     table = Table(title=title)
-    for column in ("measure", "patch", "dense"):
+    for column in ("measure", *names):
         table.add_column(column, justify="right")
     med = {m: statistics.median(w) for m, w in walls.items()}
-    dense_summary, dense_probs, dense_score = results["dense"]
-    agree = (dense_probs.argmax(0) == ref_labels)[covered].mean()
-    diff = np.abs(dense_probs - ref_probs)[:, covered]
-    rows = [
-        ("slide", f"{args.size}² @ {args.slide_mpp} µm/px", f"model {args.model_mpp} µm/px"),
-        ("torch threads / workers", str(torch.get_num_threads()), str(args.workers)),
-        ("patches (tissue)", str(n), str(dense_summary["n_patches"])),
-        ("wall s (median of runs)", f"{med['patch']:.2f}", f"{med['dense']:.2f}"),
-        ("  runs", " ".join(f"{w:.1f}" for w in walls["patch"]),
-         " ".join(f"{w:.1f}" for w in walls["dense"])),
-        ("inference stage s", f"{ref_summary['seconds_by_stage']['inference']:.2f}",
-         f"{dense_summary['seconds_by_stage']['inference']:.2f}"),
-        ("patches/s (wall)", f"{n / med['patch']:.1f}", f"{n / med['dense']:.1f}"),
-        ("speed-up (wall)", "1.00", f"{med['patch'] / med['dense']:.2f}"),
-        ("peak RSS MiB", f"{rss['patch']:.0f}", f"{rss['dense']:.0f}"),
-        ("label agreement vs patch (covered cells)", "1", f"{agree:.4f}"),
-        ("max / mean |Δprob| vs patch", "0", f"{diff.max():.3f} / {diff.mean():.4f}"),
-        ("BACH score vs annotation", f"{ref_score:.4f}", f"{dense_score:.4f}"),
-    ]  # fmt: skip
-    for row in rows:
-        table.add_row(*row)
-    Console(width=140).print(table)
+    first = med[names[0]]
+
+    def row(label, cell):
+        table.add_row(label, *(cell(name) for name in names))
+
+    def stage(name):
+        return f"{results[name][0]['seconds_by_stage']['inference']:.2f}"
+
+    def agreement(name):
+        return f"{(results[name][1].argmax(0) == ref_labels)[covered].mean():.4f}"
+
+    def prob_diff(name):
+        diff = np.abs(results[name][1] - ref_probs)[:, covered]
+        return f"{diff.max():.3f} / {diff.mean():.4f}"
+
+    table.add_row("slide", f"{args.size}² @ {args.slide_mpp} µm/px", *[""] * (len(names) - 1))
+    row("torch threads / workers", lambda _: f"{torch.get_num_threads()} / {args.workers}")
+    row("patches (tissue)", lambda n: str(results[n][0]["n_patches"]))
+    row("wall s (median of runs)", lambda n: f"{med[n]:.2f}")
+    row("  runs", lambda n: " ".join(f"{w:.1f}" for w in walls[n]))
+    row("inference stage s", stage)
+    row("patches/s (wall)", lambda n: f"{ref_summary['n_patches'] / med[n]:.1f}")
+    row(f"speed-up (wall) vs {names[0]}", lambda n: f"{first / med[n]:.2f}")
+    row("peak RSS MiB", lambda n: f"{rss[n]:.0f}")
+    row(f"label agreement vs {names[0]} (covered cells)", agreement)
+    row(f"max / mean |Δprob| vs {names[0]}", prob_diff)
+    row("BACH score vs annotation", lambda n: f"{results[n][2]:.4f}")
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,14 @@ from peer_report import command_line, load_note, lscpu, version  # noqa: E402
 
 NORMALISE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # ImageNet
 SLIDE_MPP = 0.467
-TOOLS = ("pathda patch", "pathda dense", "TIAToolbox")
+PATHDA_RUNS = {
+    "pathda patch": ["--mode", "patch"],
+    "pathda dense": ["--mode", "dense"],
+}
+BF16_RUNS = {  # --bf16: bf16 autocast on the CPU too (pays with AVX-512-BF16 / AMX)
+    "pathda patch bf16": ["--mode", "patch", "--precision", "bf16"],
+    "pathda dense bf16": ["--mode", "dense", "--precision", "bf16"],
+}
 
 
 # --- TIAToolbox, run in its own interpreter (``--tiatoolbox-child SPEC``) -------------------
@@ -220,17 +227,24 @@ def commands(setup: dict, work: Path, args) -> dict[str, list[str]]:
         "workers": args.workers,
         "threads": args.threads,
         "compile_mode": "disable",
-        "out": str(work / "out" / "TIAToolbox"),
+        "out": str(out_dir(work, "TIAToolbox")),
         "report": str(work / "tiatoolbox_report.json"),
         **NORMALISE,
     }
     spec_path = work / "tiatoolbox_spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
+    pathda_runs = {**PATHDA_RUNS, **(BF16_RUNS if args.bf16 else {})}
+    dense_tile = ["--tile", str(args.dense_tile)] if args.dense_tile else []
     return {
-        "pathda patch": [*pathda, "--out", str(work / "out" / "patch"), "--mode", "patch"],
-        "pathda dense": [*pathda, "--out", str(work / "out" / "dense"), "--mode", "dense"],
+        **{name: [*pathda, "--out", str(out_dir(work, name)), *flags,
+                  *(dense_tile if "dense" in flags else [])]
+           for name, flags in pathda_runs.items()},
         "TIAToolbox": [sys.executable, __file__, "--tiatoolbox-child", str(spec_path)],
-    }
+    }  # fmt: skip
+
+
+def out_dir(work: Path, tool: str) -> Path:
+    return work / "out" / tool.replace(" ", "-")
 
 
 def run_once(command: list[str], out: Path, log: Path, threads: int) -> tuple[float, float, float]:
@@ -326,6 +340,7 @@ def markdown(report: dict) -> str:
         f"({100 * report['tissue_share']:.0f} % tissue); {s['arch']} (seeded random weights, "
         f"the same tensors in both), {s['patch']}-px patches at {s['model_mpp']} µm/px, stride "
         f"{s['stride']}, batch {s['batch_size']}, {s['workers']} DataLoader worker(s), CPU; "
+        f"pathda dense blocks {s.get('dense_tile') or 'of the default size'} px; "
         "both keep the patches touching pathda's tissue mask (TIAToolbox gets it as a PNG); "
         "TIAToolbox without torch.compile. Each tool in its own process, "
         f"{s['rounds']} interleaved rounds (median); wall time includes interpreter start, "
@@ -386,6 +401,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep slide and outputs here")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--bf16", action="store_true", help="also pathda with --precision bf16")
+    parser.add_argument("--dense-tile", type=int, help="pathda dense: --tile (block side, px)")
     parser.add_argument("--tiatoolbox-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tiatoolbox_child:
@@ -400,13 +417,14 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         setup = prepare(work, args)
         runs = commands(setup, work, args)
-        outs = {name: work / "out" / name.split()[-1] for name in TOOLS}
-        walls: dict[str, list[float]] = {name: [] for name in TOOLS}
-        cpus: dict[str, list[float]] = {name: [] for name in TOOLS}
-        rss = dict.fromkeys(TOOLS, 0.0)
+        tools_run = list(runs)
+        outs = {name: out_dir(work, name) for name in tools_run}
+        walls: dict[str, list[float]] = {name: [] for name in tools_run}
+        cpus: dict[str, list[float]] = {name: [] for name in tools_run}
+        rss = dict.fromkeys(tools_run, 0.0)
         load_before = list(os.getloadavg())
         for _ in range(args.rounds):
-            for name in TOOLS:
+            for name in tools_run:
                 log = work / f"{name.replace(' ', '_')}.log"
                 wall, cpu, peak = run_once(runs[name], outs[name], log, args.threads)
                 walls[name].append(wall)
@@ -416,16 +434,14 @@ def main() -> None:
         tia = json.loads((work / "tiatoolbox_report.json").read_text())
         patches, tia_grid = stitch_tiatoolbox(Path(tia["zarr"]), setup, args)
         summaries, grids = {}, {"TIAToolbox": tia_grid}
-        for name in ("pathda patch", "pathda dense"):
-            summaries[name], grids[name] = pathda_outputs(outs[name], setup["slide"])
+        for name in tools_run:
+            if name != "TIAToolbox":
+                summaries[name], grids[name] = pathda_outputs(outs[name], setup["slide"])
 
-    counts = {
-        "pathda patch": summaries["pathda patch"]["n_patches"],
-        "pathda dense": summaries["pathda dense"]["n_patches"],
-        "TIAToolbox": patches["tiatoolbox"],
-    }
+    counts = {name: summary["n_patches"] for name, summary in summaries.items()}
+    counts["TIAToolbox"] = patches["tiatoolbox"]
     tools = {}
-    for name in TOOLS:
+    for name in tools_run:
         wall = statistics.median(walls[name])
         tools[name] = {
             "patches": counts[name],
@@ -459,6 +475,7 @@ def main() -> None:
             "workers": args.workers,
             "threads": args.threads,
             "rounds": args.rounds,
+            "dense_tile": args.dense_tile,
             "normalise": NORMALISE,
             "tiatoolbox_torch_compile": "disable",
             "tissue": "pathda's mask; any tissue under a patch keeps it (both)",
