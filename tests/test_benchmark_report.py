@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pathda.benchmark.report import build
+from pathda.benchmark.report import build, selection_note
 
 CFG = {"target_domains": ["lab-b", "centre-d"], "arms": {"none": {}, "ldann": {}, "stain-aug": {}}}
 
@@ -59,7 +59,9 @@ def test_report_json_has_the_promised_form_and_hand_checked_differences(tmp_path
     assert details["bounds"]["all-in-situ"]["bach_mean"] == pytest.approx(0.45)
     assert details["arms"]["ldann"]["lesion_prediction_mix"]["in situ"] == pytest.approx(1.0)
     md = out_md.read_text()
-    assert "| ldann | 2 | 0.600 ± 0.141 |" in md
+    assert "Selection: best source-validation accuracy in the last 30 % of epochs (no class" in md
+    # pixel accuracy, then mean recall: every truth pixel of the hand confusion is right
+    assert "| ldann | 2 | 0.600 ± 0.141 | 1.000 | 1.000 |" in md
     assert "L-DANN vs none: +0.100" in md
     assert json.loads(out_md.with_suffix(".json").read_text())["domains"] == payload["domains"]
     assert out_md.with_suffix(".png").stat().st_size > 0
@@ -89,3 +91,24 @@ def test_paired_cli_says_when_the_demo_cannot_show_an_effect(tmp_path, capsys):
 def test_paired_cli_without_runs_is_a_user_error(tmp_path, capsys):
     assert _run_cli("benchmark", "paired", str(tmp_path)) == 2
     assert "no scored runs" in capsys.readouterr().err
+
+
+def test_selection_note_says_how_the_config_trains_and_selects():
+    balanced = {"train": {"class_balance": True, "select_metric": "val_bacc"}, "arms": {"none": {}}}
+    assert selection_note(balanced) == (
+        "Selection: best source-validation balanced accuracy (mean per-class recall) in the "
+        "last 30 % of epochs (class-balanced source sampling)"
+    )
+    side = {"train": {}, "arms": {"none": {}, "none-bal": {"train": {"class_balance": True}}}}
+    assert selection_note(side).endswith(
+        "accuracy in the last 30 % of epochs (no class balancing); arms none-bal set their own "
+        "in the config"
+    )
+
+
+def test_mean_recall_counts_only_the_classes_in_the_truth():
+    from pathda.benchmark.collect import mean_recall
+
+    # truth normal 10 (8 right), in situ 20 (5 right, 15 called normal); benign/invasive absent
+    confusion = [[8, 1, 1, 0], [0, 0, 0, 0], [15, 0, 5, 0], [0, 0, 0, 0]]
+    assert mean_recall(confusion) == (0.8 + 0.25) / 2

@@ -34,6 +34,9 @@ class SlideRow:
     # Fraction of lesion-truth pixels (truth != normal) predicted as each class: shows a
     # collapsed classifier (e.g. everything "in situ") that BACH alone would hide.
     lesion_pred: tuple[float, ...] = ()
+    # Mean over the classes present in the truth of the share of their pixels labelled right
+    # (balanced pixel accuracy): unlike BACH, it drops when a whole class is never predicted.
+    mean_recall: float = math.nan
 
 
 @dataclass
@@ -97,8 +100,16 @@ def read_scores(path: Path) -> dict[str, SlideRow] | None:
             math.nan if s["accuracy"] is None else float(s["accuracy"]),
             dice,
             tuple(v / total for v in lesion) if total else (),
+            mean_recall(s["confusion"]),
         )
     return rows
+
+
+def mean_recall(confusion: list[list[int]]) -> float:
+    """Mean per-class recall of a (truth rows x prediction columns) confusion matrix, over
+    the classes with truth pixels (NaN if there are none)."""
+    recalls = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row)]
+    return _mean(recalls)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
