@@ -7,11 +7,12 @@ segments the same labelled slides twice (in-process, one after the other), in a 
 total, the inference time of each, the share of covered mask cells whose label differs, the
 largest probability difference, and the mean BACH score of each against the annotations.
 
-Usage (the shift benchmark's models and target test slides; any checkpoints and slides do):
+Usage (a shift benchmark's models and one domain's test slides; any checkpoints and slides
+with ``<stem>.xml`` annotations beside them do):
     .venv/bin/python bench/segment_precision.py \\
-        --checkpoints /work/runs/shift/runs/lab-b/*/seed*/train/model.pt \\
-        --slides /work/runs/shift/slides/lab-b/test --config configs/shift.yaml \\
-        --json docs/benchmarks/segment_precision.json
+        --checkpoints RESULTS/runs/lab-b/*/seed0/train/model.pt \\
+        --slides RESULTS/slides/lab-b/test --config configs/shift.yaml \\
+        --json docs/benchmarks/segment_precision_lab-b.json
 """
 
 from __future__ import annotations
